@@ -1,0 +1,1 @@
+"""Environments, evaluation and the dataset suite made by rlreg."""
