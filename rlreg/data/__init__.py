@@ -1,5 +1,8 @@
 """Data layer: transitions, device-resident stores, D4RL and Minari readers/writers."""
 
+from rlreg.data.d4rl import read_d4rl_hdf5, write_d4rl_hdf5
+from rlreg.data.minari_io import load_minari, write_minari
+from rlreg.data.scores import D4RL_REF_SCORES, d4rl_ref_scores, normalized_score
 from rlreg.data.transitions import (
     DatasetInfo,
     ObsNormalizer,
@@ -16,4 +19,11 @@ __all__ = [
     "TensorBatch",
     "Transitions",
     "TransitionStore",
+    "read_d4rl_hdf5",
+    "write_d4rl_hdf5",
+    "load_minari",
+    "write_minari",
+    "D4RL_REF_SCORES",
+    "d4rl_ref_scores",
+    "normalized_score",
 ]

@@ -1,0 +1,337 @@
+r"""TD3 actor-critic (Fujimoto et al., ICML 2018, arXiv:1802.09477), offline and online.
+
+Twin critics with clipped double-Q targets, target policy smoothing and delayed actor/target
+updates:
+
+.. math::
+
+    a' = \mathrm{clip}\big(\bar\pi(s') + \mathrm{clip}(\epsilon, -c, c),\ a_{low}, a_{high}\big),\quad
+    \epsilon \sim \mathcal N(0, \sigma^2)\\
+    y = r + \gamma (1 - d) \min_i \bar Q_i(s', a'),\qquad
+    L_Q = \sum_i \mathrm{mean}_B (Q_i(s,a) - y)^2\\
+    L_\pi = -\lambda\, \mathrm{mean}_B Q_1(s, \pi(s)) + \sum_{\text{reg}} \text{actor terms},\quad
+    \lambda = \alpha / \mathrm{mean}_B |Q_1(s,\pi(s))| \ (\text{detached; } \lambda = 1 \text{ if } \alpha
+    \text{ is None})
+
+σ and c are multiplied by the action box's half-range (``max_action`` in the official code). The
+actor and the Polyak target updates run every ``policy_freq`` updates. Regularizers plug in through
+the hooks of :mod:`rlreg.regularizers.base`; TD3+BC is this agent with ``alpha = 2.5`` and the
+:class:`~rlreg.regularizers.bc.BC` regularizer. DDPG with TD3-style settings (BEER's base) is
+``n_critics=1, policy_noise=0, policy_freq=1``.
+
+The update has no host synchronisation: metrics come back as 0-d device tensors.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlreg.data.transitions import TensorBatch
+from rlreg.errors import RlregError, check
+from rlreg.nets import Actor, Critic
+from rlreg.regularizers.base import CriticContext, Regularizer, SetupSource
+
+__all__ = ["TD3Agent", "TD3Config"]
+
+
+@dataclass
+class TD3Config:
+    """Hyper-parameters of the TD3 learner (defaults: TD3 / TD3+BC official code)."""
+
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of each critic head."""
+    n_critics: int = 2
+    """Number of Q heads (2: clipped double Q; 1: DDPG)."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critic."""
+    batch_size: int = 256
+    """Transitions per gradient update."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak coefficient of the target networks."""
+    policy_noise: float = 0.2
+    """Std of the target policy smoothing noise, in units of the action half-range."""
+    noise_clip: float = 0.5
+    """Clip of the smoothing noise, in units of the action half-range."""
+    policy_freq: int = 2
+    """Actor and target updates every this many critic updates."""
+    alpha: float | None = None
+    """λ numerator of TD3+BC's Q normalisation (2.5); None for plain TD3 (λ = 1)."""
+    exploration_noise: float = 0.1
+    """Online only: Gaussian exploration std, in units of the action half-range."""
+
+    def validate(self) -> None:
+        def pos(name: str, integer: bool = False) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+            check(ok and v > 0, f"td3.{name} must be a positive {'integer' if integer else 'number'}, got {v!r}",
+                  f"set {name} to a value > 0")
+
+        for name in ("actor_lr", "critic_lr", "tau"):
+            pos(name)
+        for name in ("batch_size", "policy_freq", "n_critics"):
+            pos(name, integer=True)
+        check(0 <= self.gamma <= 1, f"gamma must lie in [0, 1], got {self.gamma}", "use e.g. gamma=0.99")
+        check(self.tau <= 1, f"tau must lie in (0, 1], got {self.tau}", "use e.g. tau=0.005")
+        for name in ("policy_noise", "noise_clip", "exploration_noise"):
+            v = getattr(self, name)
+            check(v >= 0, f"{name} must be >= 0, got {v}", f"set {name} >= 0 (0 disables it)")
+        check(self.alpha is None or self.alpha > 0, f"alpha must be > 0 or None, got {self.alpha}",
+              "use alpha=2.5 (TD3+BC) or leave it unset for plain TD3")
+        for name in ("actor_hidden", "critic_hidden"):
+            v = getattr(self, name)
+            check(len(v) > 0 and all(int(h) > 0 for h in v), f"{name} must be non-empty positive widths, got {v}",
+                  f"e.g. {name}=[256,256]")
+
+
+class _View:
+    """The typed view a regularizer sees of a :class:`TD3Agent` (see ``ActorCriticView``)."""
+
+    def __init__(self, agent: TD3Agent) -> None:
+        self._agent = agent
+        self.device = agent.device
+        self.gamma = agent.config.gamma
+        self.obs_dim = agent.obs_dim
+        self.act_dim = agent.act_dim
+        self.action_low = agent.action_low
+        self.action_high = agent.action_high
+        self.family = "actor_critic"
+
+    @property
+    def step(self) -> int:
+        return self._agent.num_updates
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._agent.actor(obs)
+
+    def policy_target(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._agent.actor_target(obs)
+
+    def q_values(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
+        return (self._agent.critic_target if target else self._agent.critic)(obs, act)
+
+    def q1(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
+        return (self._agent.critic_target if target else self._agent.critic).q1(obs, act)
+
+
+def _adam(params: Sequence[torch.nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:
+    # The fused kernel runs Adam for all tensors in one op; same math as the default implementation.
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # pragma: no cover - old torch / unsupported device
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+class TD3Agent:
+    """TD3 with regularizer hooks. ``update(batch)`` is one gradient step; ``act`` acts."""
+
+    family = "actor_critic"
+
+    def __init__(
+        self,
+        config: TD3Config,
+        obs_dim: int,
+        act_dim: int,
+        action_low: np.ndarray | torch.Tensor,
+        action_high: np.ndarray | torch.Tensor,
+        regularizers: Sequence[Regularizer] = (),
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.device = torch.device(device)
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.action_low = torch.as_tensor(np.asarray(action_low, np.float32), device=self.device).reshape(act_dim)
+        self.action_high = torch.as_tensor(np.asarray(action_high, np.float32), device=self.device).reshape(act_dim)
+        check(bool(torch.all(self.action_high > self.action_low)),
+              f"action space bounds are empty or reversed: low={self.action_low.tolist()} "
+              f"high={self.action_high.tolist()}", "use a Box action space with low < high")
+        self._half = (self.action_high - self.action_low) / 2
+
+        self.regularizers = list(regularizers)
+        names = [r.name for r in self.regularizers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        check(not dup, f"regularizer(s) {dup} given twice", "list each regularizer once")
+        for r in self.regularizers:
+            check(self.family in r.families,
+                  f"regularizer '{r.name}' does not fit a {self.family} agent (it fits {sorted(r.families)})",
+                  "choose an agent of a family the regularizer supports")
+        self._need_features = any(r.needs_critic_features for r in self.regularizers)
+
+        torch.manual_seed(seed)  # network initialisation
+        c = config
+        self.actor = Actor(obs_dim, act_dim, c.actor_hidden, self.action_low, self.action_high).to(self.device)
+        self.critic = Critic(obs_dim, act_dim, c.critic_hidden, c.n_critics).to(self.device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self._actor_params = list(self.actor.parameters())
+        self._critic_params = list(self.critic.parameters())
+        self._online = self._actor_params + self._critic_params
+        self._targets = list(self.actor_target.parameters()) + list(self.critic_target.parameters())
+        self.actor_opt = _adam(self._actor_params, c.actor_lr, self.device)
+        self.critic_opt = _adam(self._critic_params, c.critic_lr, self.device)
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(seed + 1)
+        self.num_updates = 0
+        self.view = _View(self)
+        for r in self.regularizers:
+            r.to(self.device)
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, source: SetupSource) -> None:
+        """Run every regularizer's ``setup`` (indexes, extra networks)."""
+        for r in self.regularizers:
+            r.setup(source, self.view)
+            r.to(self.device)
+
+    # ------------------------------------------------------------------ update
+    def update(self, batch: TensorBatch) -> dict[str, torch.Tensor]:
+        """One gradient update on ``batch``; returns detached 0-d metric tensors."""
+        c = self.config
+        regs = self.regularizers
+        self.num_updates += 1
+        obs, act, rew, next_obs, done = batch
+        metrics: dict[str, torch.Tensor] = {}
+
+        # -------- critic target (no grad)
+        with torch.no_grad():
+            next_act = self.actor_target(next_obs)
+            if c.policy_noise > 0:
+                eps = torch.randn(next_act.shape, device=self.device, generator=self.gen)
+                eps = (eps * c.policy_noise).clamp_(-c.noise_clip, c.noise_clip) * self._half
+                next_act = torch.clamp(next_act + eps, self.action_low, self.action_high)
+            if self._need_features:
+                next_q, next_target_features = self.critic_target.forward_features(next_obs, next_act)
+            else:
+                next_q, next_target_features = self.critic_target(next_obs, next_act), None
+            target = rew + c.gamma * (1.0 - done) * next_q.amin(0)
+            weights = None
+            for r in regs:
+                target = r.critic_target(batch, target, self.view)
+            for r in regs:
+                w = r.td_weights(batch, self.view)
+                if w is not None:
+                    weights = w if weights is None else weights * w
+
+        # -------- critic loss and step
+        if self._need_features:
+            q, features = self.critic.forward_features(obs, act)
+            with torch.no_grad():
+                _, next_features = self.critic.forward_features(next_obs, self.actor(next_obs))
+        else:
+            q, features, next_features = self.critic(obs, act), None, None
+        sq = (q - target).square()
+        critic_loss = (sq if weights is None else sq * weights).mean(1).sum()
+        metrics["train/critic_loss"] = critic_loss.detach()
+        metrics["train/q_mean"] = q.detach().mean()
+        if regs:
+            ctx = CriticContext(q, target, features, next_features, next_target_features)
+            for r in regs:
+                terms = r.critic_terms(batch, ctx, self.view)
+                critic_loss = _add_terms(critic_loss, terms, r.name, metrics)
+        self._step(self.critic_opt, critic_loss, self._critic_params)
+
+        for r in regs:
+            for k, v in r.update_extras(batch, self.view).items():
+                metrics[f"reg/{r.name}/{k}"] = v
+
+        # -------- delayed actor and targets
+        if self.num_updates % c.policy_freq == 0:
+            pi = self.actor(obs)
+            q_pi = self.critic.q1(obs, pi)
+            if c.alpha is None:
+                actor_loss = -q_pi.mean()
+            else:
+                lam = c.alpha / q_pi.abs().mean().detach()  # detached: a scale, not an objective
+                actor_loss = -lam * q_pi.mean()
+                metrics["train/lambda"] = lam
+            metrics["train/actor_q_loss"] = actor_loss.detach()
+            for r in regs:
+                actor_loss = _add_terms(actor_loss, r.actor_terms(batch, pi, self.view), r.name, metrics)
+            metrics["train/actor_loss"] = actor_loss.detach()
+            self._step(self.actor_opt, actor_loss, self._actor_params)
+            with torch.no_grad():
+                torch._foreach_lerp_(self._targets, self._online, c.tau)
+        return metrics
+
+    @staticmethod
+    def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.nn.Parameter]) -> None:
+        # Gradients of this loss w.r.t. these parameters only: the critic's weights get no gradient
+        # from the actor loss (TD3 discards it anyway) and no memory is spent on it.
+        grads = torch.autograd.grad(loss, params)
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic action for (normalized) observations on the agent's device."""
+        return self.actor(obs)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+        """Actions for a batch of (normalized) observations; Gaussian noise when ``explore``."""
+        x = torch.as_tensor(np.asarray(obs, np.float32), device=self.device).reshape(-1, self.obs_dim)
+        a = self.actor(x)
+        if explore and self.config.exploration_noise > 0:
+            eps = torch.randn(a.shape, device=self.device, generator=self.gen)
+            a = torch.clamp(a + eps * self.config.exploration_noise * self._half, self.action_low, self.action_high)
+        return a.cpu().numpy()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "num_updates": self.num_updates,
+            "gen": self.gen.get_state(),
+            "regularizers": [r.state_dict() for r in self.regularizers],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            for name in ("actor", "critic", "actor_target", "critic_target"):
+                getattr(self, name).load_state_dict(state[name])
+            self.actor_opt.load_state_dict(state["actor_opt"])
+            self.critic_opt.load_state_dict(state["critic_opt"])
+        except (KeyError, RuntimeError) as e:
+            raise RlregError(
+                f"agent state does not match this agent ({type(e).__name__}: {str(e).splitlines()[0]})",
+                "load a checkpoint saved by the same agent with the same network sizes and regularizers",
+            ) from e
+        regs = state.get("regularizers", [])
+        check(len(regs) == len(self.regularizers),
+              f"checkpoint has {len(regs)} regularizer(s), this agent has {len(self.regularizers)}",
+              "resume with the same regularizers as the run that saved it")
+        for r, s in zip(self.regularizers, regs):
+            r.load_state_dict(s)
+        self.num_updates = int(state["num_updates"])
+        self.gen.set_state(state["gen"].to("cpu") if hasattr(state["gen"], "to") else state["gen"])
+
+
+def _add_terms(loss: torch.Tensor, terms: Any, name: str, metrics: dict[str, torch.Tensor]) -> torch.Tensor:
+    for k, v in terms.losses.items():
+        metrics[f"reg/{name}/{k}"] = v.detach()
+        loss = loss + v
+    for k, v in terms.stats.items():
+        metrics[f"reg/{name}/{k}"] = v
+    return loss

@@ -1,0 +1,272 @@
+"""The regularizer contract: hook points, named terms, the agent view, and the registry.
+
+An agent computes its base losses; each regularizer contributes named terms at named hook points;
+the agent sums the ``losses`` of all its regularizers into the loss being optimized and logs every
+term (losses and stats) as ``reg/<name>/<term>``. An agent never tests which regularizer it holds,
+and a regularizer never reaches into an agent: it sees an :class:`ActorCriticView` (or, for other
+agent families, the view that family documents).
+
+Hook order within one update of an actor-critic agent (TD3 family)::
+
+    critic_target(batch, target, view)   -> target          (no grad)
+    td_weights(batch, view)              -> weights | None  (no grad)
+    critic_terms(batch, ctx, view)       -> Terms           (added to the critic loss)
+    [critic optimizer step]
+    update_extras(batch, view)           -> stats           (own networks, own optimizers)
+    if the actor is due (every ``policy_freq`` updates):
+        actor_terms(batch, policy_action, view) -> Terms    (added to the actor loss)
+    [actor optimizer step, target updates]
+
+``entropy_terms(dist, batch, view)`` is called by agents with a stochastic policy (PPO, SAC) where
+they would add an entropy bonus. ``setup(source, view)`` runs once before training, for offline,
+online and sequence-model runs alike; ``state_dict``/``load_state_dict`` carry everything needed to
+resume (indexes built in ``setup`` are rebuilt, not pickled).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from rlreg.data.transitions import ObsNormalizer, TensorBatch, Transitions, TransitionStore
+from rlreg.errors import RlregError, check
+
+__all__ = [
+    "Terms",
+    "CriticContext",
+    "ActorCriticView",
+    "SetupSource",
+    "Regularizer",
+    "RegularizerConfig",
+    "register",
+    "REGISTRY",
+    "make_regularizer",
+    "regularizer_names",
+]
+
+
+@dataclass
+class Terms:
+    """What a hook contributes: ``losses`` are summed into the objective, ``stats`` only logged.
+
+    All values are 0-d tensors on the training device (no host synchronisation); stats must be
+    detached.
+    """
+
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def total(self) -> torch.Tensor | None:
+        """Sum of the loss terms, or None when there are none."""
+        out = None
+        for v in self.losses.values():
+            out = v if out is None else out + v
+        return out
+
+
+@dataclass
+class CriticContext:
+    """What the agent computed for the critic loss, shared with ``critic_terms`` (no second pass).
+
+    ``q``: online Q of the batch's (s, a), shape ``(E, B)`` for an ensemble of E heads.
+    ``target``: the TD target, ``(B,)``, detached. Feature fields are filled only when a
+    regularizer sets ``needs_critic_features``: penultimate-layer features of the online critic at
+    (s, a) and (s', π(s')), and of the target critic at (s', π̄(s')), each ``(E, B, H)``.
+    """
+
+    q: torch.Tensor
+    target: torch.Tensor
+    features: torch.Tensor | None = None
+    next_features: torch.Tensor | None = None
+    next_target_features: torch.Tensor | None = None
+
+
+@runtime_checkable
+class ActorCriticView(Protocol):
+    """What a regularizer may see of an actor-critic agent (ours or an SB3 subclass).
+
+    ``step`` is the number of completed updates; ``policy`` is the online deterministic policy
+    (differentiable); ``q_values`` returns ``(E, B)`` Q estimates of all heads.
+    """
+
+    device: torch.device
+    gamma: float
+    obs_dim: int
+    act_dim: int
+    action_low: torch.Tensor
+    action_high: torch.Tensor
+
+    @property
+    def step(self) -> int: ...
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+    def policy_target(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+    def q_values(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
+
+
+@dataclass
+class SetupSource:
+    """What ``setup`` gets: the training data (offline) and the problem's shapes.
+
+    ``store`` holds the dataset on the training device, already normalized as the agent sees it;
+    ``transitions`` is the same data as numpy (None online); ``obs_normalizer`` the statistics used.
+    """
+
+    obs_dim: int
+    act_dim: int
+    action_low: torch.Tensor
+    action_high: torch.Tensor
+    store: TransitionStore | None = None
+    transitions: Transitions | None = None
+    obs_normalizer: ObsNormalizer | None = None
+    dataset_name: str | None = None
+
+
+@dataclass
+class RegularizerConfig:
+    """Base for regularizer configs. Subclasses are dataclasses with a docstring per field."""
+
+
+class Regularizer:
+    """Base class: every hook contributes nothing by default.
+
+    Subclasses set ``name`` (registry key and log namespace), ``families`` (agent families they
+    fit, e.g. ``{"actor_critic"}``), ``Config`` (their config dataclass), and override the hooks
+    they use. Networks and optimizers of their own go in ``self.modules`` / ``self.optimizers``;
+    the default ``state_dict`` covers them, ``extra_state``/``load_extra_state`` cover the rest.
+    """
+
+    name: ClassVar[str] = "regularizer"
+    families: ClassVar[frozenset[str]] = frozenset({"actor_critic"})
+    Config: ClassVar[type[RegularizerConfig]] = RegularizerConfig
+    needs_critic_features: ClassVar[bool] = False
+
+    def __init__(self, config: RegularizerConfig | None = None, **kwargs: Any) -> None:
+        if config is None:
+            config = build_config(self.Config, kwargs, where=f"regularizer '{self.name}'")
+        elif kwargs:
+            raise RlregError(
+                f"regularizer '{self.name}' got both a config object and keyword arguments {sorted(kwargs)}",
+                "pass either a config or keyword arguments",
+            )
+        self.config = config
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.validate()
+
+    # ------------------------------------------------------------------ configuration
+    def validate(self) -> None:
+        """Check the config; raise :class:`RlregError` naming a bad value and the fix."""
+
+    # ------------------------------------------------------------------ hooks
+    def setup(self, source: SetupSource, view: Any) -> None:
+        """Build indexes, extra networks and their optimizers (once, before training)."""
+
+    def critic_target(self, batch: TensorBatch, target: torch.Tensor, view: Any) -> torch.Tensor:
+        """Return a new TD target (called under ``no_grad``)."""
+        return target
+
+    def td_weights(self, batch: TensorBatch, view: Any) -> torch.Tensor | None:
+        """Per-sample TD weights ``(B,)`` or None."""
+        return None
+
+    def critic_terms(self, batch: TensorBatch, ctx: CriticContext, view: Any) -> Terms:
+        """Terms added to the critic loss."""
+        return Terms()
+
+    def actor_terms(self, batch: TensorBatch, policy_action: torch.Tensor, view: Any) -> Terms:
+        """Terms added to the actor loss; ``policy_action`` = π(s), differentiable."""
+        return Terms()
+
+    def entropy_terms(self, dist: Any, batch: Any, view: Any) -> Terms:
+        """Entropy-related terms for agents with a stochastic policy."""
+        return Terms()
+
+    def update_extras(self, batch: TensorBatch, view: Any) -> dict[str, torch.Tensor]:
+        """Optimizer steps of the regularizer's own networks; returns stats to log."""
+        return {}
+
+    # ------------------------------------------------------------------ state
+    def to(self, device: torch.device) -> Regularizer:
+        for m in self.modules.values():
+            m.to(device)
+        return self
+
+    def extra_state(self) -> dict[str, Any]:
+        """State beyond modules and optimizers (override)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`extra_state` (override)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "config": dataclasses.asdict(self.config),
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check(
+            state.get("name") == self.name,
+            f"checkpoint holds regularizer '{state.get('name')}' where '{self.name}' was expected",
+            "resume with the same regularizers, in the same order, as the run that saved it",
+        )
+        missing = set(self.modules) ^ set(state.get("modules", {}))
+        check(not missing, f"regularizer '{self.name}': module keys differ from the checkpoint: {sorted(missing)}",
+              "resume with the same regularizer configuration")
+        for k, m in self.modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.load_extra_state(state.get("extra", {}))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+
+# ---------------------------------------------------------------------- config helpers
+def build_config(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Instantiate config dataclass ``cls`` from ``values``, rejecting unknown keys by name."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise RlregError(
+            f"{where}: unknown setting(s) {unknown}",
+            f"valid settings are: {', '.join(names) if names else '(none)'}",
+        )
+    return cls(**values)
+
+
+# ---------------------------------------------------------------------- registry
+REGISTRY: dict[str, type[Regularizer]] = {}
+
+
+def register(cls: type[Regularizer]) -> type[Regularizer]:
+    """Class decorator adding a regularizer to :data:`REGISTRY` under ``cls.name``."""
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        raise RuntimeError(f"two regularizers are registered as '{cls.name}'")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def regularizer_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def make_regularizer(name: str, **settings: Any) -> Regularizer:
+    """Build a registered regularizer by name with keyword settings."""
+    if name not in REGISTRY:
+        raise RlregError(
+            f"unknown regularizer '{name}'",
+            f"choose one of: {', '.join(regularizer_names())}",
+        )
+    return REGISTRY[name](**settings)
