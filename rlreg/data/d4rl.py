@@ -62,7 +62,8 @@ def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, object]]:
             for key in REQUIRED_KEYS:
                 if key not in f or not isinstance(f[key], h5py.Dataset):
                     raise RlregError(
-                        f"D4RL file {path} has no '{key}' dataset (it has: {', '.join(present) or 'nothing'})",
+                        f"D4RL file {path} has no '{key}' dataset "
+                        f"(it has: {', '.join(present) or 'nothing'})",
                         f"a D4RL-schema file needs the keys {', '.join(REQUIRED_KEYS)} "
                         "(next_observations optional); re-download or regenerate the file",
                     )
@@ -150,10 +151,8 @@ def read_d4rl_hdf5(path: str | os.PathLike, *, name: str | None = None) -> Trans
         f"D4RL file {path}: every step is a timeout, so no transition is left",
         "check the file's 'timeouts' key; only the final step of a time-limited episode is a timeout",
     )
-    if "next_observations" in arrays:
-        next_obs = arrays["next_observations"][: n - 1]
-    else:
-        next_obs = observations[1:n]
+    has_next = "next_observations" in arrays
+    next_obs = arrays["next_observations"][: n - 1] if has_next else observations[1:n]
     # raw row i starts an episode if it is the first row or follows a terminal or a timeout
     starts = np.empty(n - 1, dtype=bool)
     starts[0] = True

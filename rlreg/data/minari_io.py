@@ -232,7 +232,9 @@ def _episode_buffers(
         terms = np.asarray(ep["terminations"], bool)
         truncs = np.asarray(ep["truncations"], bool)
         t = rewards.shape[0] if rewards.ndim == 1 else -1
-        check(t >= 1, f"write_minari: episode {k} rewards have shape {rewards.shape}", "pass (T,) with T >= 1")
+        check(
+            t >= 1, f"write_minari: episode {k} rewards have shape {rewards.shape}", "pass (T,) with T >= 1"
+        )
         check(
             obs.shape == (t + 1, *observation_space.shape),
             f"write_minari: episode {k} observations have shape {obs.shape}, expected "
@@ -241,15 +243,21 @@ def _episode_buffers(
         )
         check(
             actions.shape == (t, *action_space.shape),
-            f"write_minari: episode {k} actions have shape {actions.shape}, expected {(t, *action_space.shape)}",
+            f"write_minari: episode {k} actions have shape {actions.shape}, "
+            f"expected {(t, *action_space.shape)}",
             "pass one action per step matching the action space",
         )
         for key, arr in (("terminations", terms), ("truncations", truncs)):
-            check(arr.shape == (t,), f"write_minari: episode {k} {key} have shape {arr.shape}, expected ({t},)",
-                  "pass one flag per step")
+            check(
+                arr.shape == (t,),
+                f"write_minari: episode {k} {key} have shape {arr.shape}, expected ({t},)",
+                "pass one flag per step",
+            )
         for key, arr in (("observations", obs), ("actions", actions), ("rewards", rewards)):
             if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-                raise RlregError(f"write_minari: episode {k} {key} contain NaN or inf", "clean the data first")
+                raise RlregError(
+                    f"write_minari: episode {k} {key} contain NaN or inf", "clean the data first"
+                )
         buffers.append(
             EpisodeBuffer(
                 id=k,

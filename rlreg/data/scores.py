@@ -30,9 +30,7 @@ D4RL_REF_SCORES: dict[str, tuple[float, float]] = {
 }
 """Reference ``(min, max)`` undiscounted returns per D4RL environment family (``d4rl/infos.py``)."""
 
-_MUJOCO_DATASETS = frozenset(
-    {"random", "medium", "expert", "medium-replay", "full-replay", "medium-expert"}
-)
+_MUJOCO_DATASETS = frozenset({"random", "medium", "expert", "medium-replay", "full-replay", "medium-expert"})
 _ANTMAZE_DATASETS = frozenset(
     {"umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse"}
 )

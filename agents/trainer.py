@@ -1,0 +1,404 @@
+"""The one training loop for every agent: offline (dataset) and online (environment) runs.
+
+A run folder holds::
+
+    config.json     the resolved config (recipe + overrides + --set), written first
+    metrics.csv     step, time, updates_per_s and the mean of every logged term per log_every steps
+    eval.csv        step, return_mean, return_std, length_mean, score (normalized) per evaluation
+    checkpoint.pt   everything needed to resume exactly (written atomically)
+    summary.json    written last: final and best normalized scores, normalizer, speed
+    tb/             TensorBoard scalars (optional)
+
+Exact resume: a checkpoint holds the networks, optimizers, regularizer state, the update counter,
+the sampling and noise generators and the global RNG states. Resuming from step k truncates the
+CSVs to step k and continues; on CPU the numbers are those of an uninterrupted run. (Online runs
+restart the episode that was in progress, since simulator state is not checkpointed.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import rlreg
+from agents.config import AGENTS, TrainConfig, config_from_dict
+from agents.recipes import validate_config
+from envs.evaluation import Evaluator
+from envs.registry import make_env
+from rlreg.checkpoint import load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
+from rlreg.data.transitions import (
+    DatasetInfo,
+    ObsNormalizer,
+    RewardTransform,
+    Transitions,
+    TransitionStore,
+)
+from rlreg.errors import RlregError, check
+from rlreg.logging import CSVLogger, MetricAccumulator, TensorBoardLogger, truncate_csv
+from rlreg.regularizers import REGISTRY, SetupSource
+
+__all__ = ["Run", "train", "resume", "evaluate_run", "resolve_device", "build_run", "new_run_dir"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → cuda when available else cpu; errors clearly for an unavailable device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check(device in ("cpu", "cuda") or device.startswith("cuda:"), f"unknown device '{device}'",
+          "use --device cpu, cuda or auto")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RlregError(f"device '{device}' requested but CUDA is not available",
+                         "use --device cpu (or auto), or install a CUDA build of torch on a GPU machine")
+    return torch.device(device)
+
+
+def new_run_dir(cfg: dict[str, Any], root: str | os.PathLike = "runs") -> Path:
+    """``runs/<recipe>-<dataset|env>-s<seed>-<UTC time>`` (a suffix keeps it unique)."""
+    src = (cfg.get("dataset") or cfg.get("env") or "run").split(":")[-1]
+    src = Path(src).stem.replace("/", "_")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{cfg['recipe']}-{src}-s{cfg['seed']}-{stamp}"
+    out, i = base, 1
+    while out.exists():
+        out, i = Path(f"{base}-{i}"), i + 1
+    return out
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a training or evaluation session needs, built from a resolved config."""
+
+    cfg: dict[str, Any]
+    train_cfg: TrainConfig
+    device: torch.device
+    agent: Any
+    info: DatasetInfo
+    normalizer: ObsNormalizer
+    store: TransitionStore | None
+    transitions: Transitions | None
+    env_id: str | None
+    evaluator: Evaluator | None
+
+    @property
+    def online(self) -> bool:
+        return self.cfg.get("dataset") is None
+
+    def policy_fn(self) -> Callable[[np.ndarray], np.ndarray]:
+        norm, agent = self.normalizer, self.agent
+        return lambda obs: agent.act(norm(np.asarray(obs, np.float32).reshape(len(obs), -1)))
+
+    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
+        """Run the evaluation episodes; returns return_mean/std, length_mean and score."""
+        ev = self.evaluator
+        if episodes is not None and (ev is None or episodes != ev.episodes):
+            ev = Evaluator(self.env_id, episodes, self.cfg["seed"] + self.train_cfg.eval_seed_offset,
+                           self.info.env_kwargs)
+        if ev is None:
+            raise RlregError("evaluation is disabled for this run (eval_episodes=0 or no environment)",
+                             "pass --episodes N or set train.eval_episodes")
+        res = ev.run(self.policy_fn())
+        score = self.info.normalized_score(res.mean_return)
+        return {"return_mean": res.mean_return, "return_std": res.std_return,
+                "length_mean": float(res.lengths.mean()), "score": float("nan") if score is None else score}
+
+
+def _load_data(cfg: dict[str, Any], progress: bool) -> Transitions:
+    from envs.datasets import load_dataset
+
+    return load_dataset(cfg["dataset"], progress=progress).validate(where=f"dataset {cfg['dataset']}")
+
+
+def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
+    """Data, normalizer, agent (with regularizers set up) and evaluator for ``cfg``."""
+    validate_config(cfg)
+    tc: TrainConfig = config_from_dict(TrainConfig, cfg["train"], "train")
+    device = resolve_device(cfg["device"])
+    seed_everything(cfg["seed"])
+
+    transitions = store = None
+    if cfg.get("dataset") is not None:
+        transitions = _load_data(cfg, progress)
+        info = transitions.info
+        env_id = cfg.get("env") or info.env_id
+    else:
+        check(cfg.get("env") is not None, "neither --dataset nor --env given",
+              "pass --dataset SPEC for offline training or --env ENV_ID for online training")
+        env_id = cfg["env"]
+        info = DatasetInfo(name=env_id, env_id=env_id)
+
+    evaluator = None
+    if env_id is None:
+        check(tc.eval_episodes == 0,
+              f"dataset {cfg['dataset']} does not say which environment it comes from, so it cannot be "
+              "evaluated", "pass --env ENV_ID (e.g. Hopper-v5), or --eval-episodes 0 to train without evaluation")
+        if transitions is not None:
+            obs_dim, act_dim = transitions.obs_dim, transitions.act_dim
+            low = transitions.actions.min(0)
+            high = transitions.actions.max(0)
+    else:
+        env = make_env(env_id, **info.env_kwargs)
+        obs_space, act_space = env.observation_space, env.action_space
+        env.close()
+        check(hasattr(act_space, "low") and len(act_space.shape) == 1,
+              f"environment {env_id} has a {type(act_space).__name__} action space; the {cfg['agent']} agent "
+              "needs a 1-D Box", "use an environment with continuous actions")
+        obs_dim, act_dim = int(np.prod(obs_space.shape)), int(act_space.shape[0])
+        low, high = act_space.low, act_space.high
+        if transitions is not None:
+            check(transitions.obs_dim == obs_dim and transitions.act_dim == act_dim,
+                  f"dataset has obs dim {transitions.obs_dim} / action dim {transitions.act_dim} but environment "
+                  f"{env_id} has {obs_dim} / {act_dim}", "pass the --env the data was collected in")
+            transitions.check_action_bounds(low, high, where=f"dataset {cfg['dataset']}")
+        if tc.eval_episodes > 0:
+            evaluator = Evaluator(env_id, tc.eval_episodes, cfg["seed"] + tc.eval_seed_offset, info.env_kwargs)
+
+    if transitions is not None:
+        normalizer = (ObsNormalizer.from_observations(transitions.observations, tc.obs_norm_eps)
+                      if tc.normalize_obs else ObsNormalizer.identity(transitions.obs_dim))
+        reward_fn = RewardTransform(tc.reward_scale, tc.reward_shift)
+        prepared = dataclasses.replace(
+            transitions,
+            observations=normalizer(transitions.observations.reshape(len(transitions), -1)),
+            next_observations=normalizer(transitions.next_observations.reshape(len(transitions), -1)),
+            rewards=reward_fn(transitions.rewards),
+        )
+        store = TransitionStore.from_transitions(prepared, device)
+        transitions = prepared
+    else:
+        normalizer = ObsNormalizer.identity(obs_dim)
+        store = TransitionStore(min(tc.replay_size, tc.steps), obs_dim, act_dim, device)
+
+    agent_cfg_cls, agent_cls = AGENTS[cfg["agent"]]
+    agent_cfg = config_from_dict(agent_cfg_cls, cfg["agent_config"], "agent")
+    regs = [REGISTRY[r["name"]](config_from_dict(REGISTRY[r["name"]].Config, r["config"], r["name"]))
+            for r in cfg["regularizers"]]
+    agent = agent_cls(agent_cfg, obs_dim, act_dim, low, high, regs, device=device, seed=cfg["seed"])
+    agent.setup(SetupSource(
+        obs_dim=obs_dim, act_dim=act_dim, action_low=agent.action_low, action_high=agent.action_high,
+        store=store if transitions is not None else None, transitions=transitions,
+        obs_normalizer=normalizer, dataset_name=cfg.get("dataset"),
+    ))
+    return Run(cfg, tc, device, agent, info, normalizer, store, transitions, env_id, evaluator)
+
+
+# ---------------------------------------------------------------------- training
+def train(
+    cfg: dict[str, Any],
+    out_dir: str | os.PathLike,
+    progress: bool = True,
+    callback: Callable[[int, Run], None] | None = None,
+) -> dict[str, Any]:
+    """Start a new run in ``out_dir`` (must not hold a run) and train it to the end."""
+    out = Path(out_dir)
+    if (out / "config.json").exists():
+        raise RlregError(f"{out} already holds a run", f"resume it with `rlreg train --resume {out}`, "
+                         "or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    run = build_run(cfg, progress=progress)
+    cfg = dict(cfg, rlreg_version=rlreg.__version__, dataset_info=dataclasses.asdict(run.info),
+               obs_normalizer=run.normalizer.state_dict())
+    if run.transitions is not None:
+        cfg["dataset_digest"] = run.transitions.digest()
+    tmp = out / "config.json.tmp"
+    tmp.write_text(json.dumps(cfg, indent=2, default=str))
+    os.replace(tmp, out / "config.json")
+    return _loop(run, out, start=0, state=None, progress=progress, callback=callback)
+
+
+def resume(run_dir: str | os.PathLike, steps: int | None = None, progress: bool = True,
+           callback: Callable[[int, Run], None] | None = None) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` from its checkpoint (optionally to a new total of ``steps``)."""
+    out = Path(run_dir)
+    cfg_path = out / "config.json"
+    if not out.is_dir() or not cfg_path.is_file():
+        raise RlregError(f"{out} is not an rlreg run folder (no config.json)",
+                         "pass the folder `rlreg train` created (it holds config.json and checkpoint.pt)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise RlregError(f"{cfg_path} is not valid JSON ({e})", "restore the file or start a new run") from e
+    state = load_checkpoint(out / CHECKPOINT)
+    if steps is not None:
+        check(steps >= state["step"], f"--steps {steps} is below the checkpoint's step {state['step']}",
+              f"pass --steps >= {state['step']}")
+        cfg["train"]["steps"] = steps
+        (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
+    run = build_run(cfg, progress=progress)
+    if run.transitions is not None and cfg.get("dataset_digest") not in (None, run.transitions.digest()):
+        raise RlregError(f"dataset {cfg['dataset']} has changed since the run started (digest differs)",
+                         "resume with the original data, or start a new run")
+    return _loop(run, out, start=int(state["step"]), state=state, progress=progress, callback=callback)
+
+
+def _loop(run: Run, out: Path, start: int, state: dict[str, Any] | None, progress: bool,
+          callback: Callable[[int, Run], None] | None) -> dict[str, Any]:
+    tc, agent, cfg = run.train_cfg, run.agent, run.cfg
+    sample_gen = torch.Generator(device=run.device)
+    sample_gen.manual_seed(cfg["seed"] + 2)
+    evals: list[dict[str, float]] = []
+    env_rng = np.random.default_rng(cfg["seed"] + 3)
+    wall = 0.0
+    if state is not None:
+        agent.load_state_dict(state["agent"])
+        sample_gen.set_state(state["sample_gen"])
+        set_rng_state(state["rng"])
+        evals = list(state["evals"])
+        wall = float(state.get("wall_time", 0.0))
+        if run.online:
+            run.store.load_state_dict(state["replay"])
+            env_rng.bit_generator.state = state["env_rng"]
+        for name in ("metrics.csv", "eval.csv"):
+            truncate_csv(out / name, start)
+        (out / "summary.json").unlink(missing_ok=True)
+
+    metrics_log = CSVLogger(out / "metrics.csv")
+    eval_log = CSVLogger(out / "eval.csv")
+    tb = TensorBoardLogger(out / "tb") if tc.tensorboard else None
+    acc = MetricAccumulator()
+
+    online = run.online
+    env = obs = None
+    if online:
+        env = make_env(run.env_id, **run.info.env_kwargs)
+        obs, _ = env.reset(seed=int(env_rng.integers(2**31)))
+        env.action_space.seed(int(env_rng.integers(2**31)))
+        ep_return, ep_returns = 0.0, []
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=tc.steps, initial=start, desc=f"{cfg['recipe']} {cfg.get('dataset') or cfg.get('env')}",
+                   unit="step", dynamic_ncols=True, mininterval=1.0)
+
+    def checkpoint(step: int) -> None:
+        ckpt = {"format": "rlreg-checkpoint", "version": 1, "step": step, "agent": agent.state_dict(),
+                "sample_gen": sample_gen.get_state(), "rng": rng_state(), "evals": evals,
+                "wall_time": wall + (time.perf_counter() - t_start)}
+        if online:
+            ckpt["replay"] = run.store.state_dict()
+            ckpt["env_rng"] = env_rng.bit_generator.state
+        save_atomic(ckpt, out / CHECKPOINT)
+
+    def flush(step: int, n_steps: int, dt: float) -> None:
+        row = {"step": step, "time": round(wall + time.perf_counter() - t_start, 3),
+               "updates_per_s": round(n_steps / dt, 2) if dt > 0 else float("nan")}
+        row.update(acc.flush())
+        if online and ep_returns:
+            row["rollout/episode_return"] = float(np.mean(ep_returns))
+            ep_returns.clear()
+        metrics_log.write(row)
+        if tb:
+            tb.write(row, step)
+
+    t_start = time.perf_counter()
+    t_log, steps_since_log = time.perf_counter(), 0
+    step = start
+    try:
+        while step < tc.steps:
+            if online:
+                if step < tc.learning_starts:
+                    action = env.action_space.sample()
+                else:
+                    action = agent.act(obs[None], explore=True)[0]
+                next_obs, rew, term, trunc, _ = env.step(action)
+                run.store.add(obs[None], action[None], np.array([rew]), next_obs[None], np.array([term]))
+                ep_return += float(rew)
+                if term or trunc:
+                    ep_returns.append(ep_return)
+                    ep_return = 0.0
+                    next_obs, _ = env.reset()
+                obs = next_obs
+                if step >= tc.learning_starts:
+                    acc.add(agent.update(run.store.sample(agent.config.batch_size, sample_gen)))
+            else:
+                acc.add(agent.update(run.store.sample(agent.config.batch_size, sample_gen)))
+            step += 1
+            steps_since_log += 1
+            is_last = step == tc.steps
+            if step % tc.log_every == 0 or is_last:
+                now = time.perf_counter()
+                flush(step, steps_since_log, now - t_log)
+                t_log, steps_since_log = now, 0
+                if bar is not None:
+                    bar.update(step - bar.n)
+            if run.evaluator is not None and ((tc.eval_every and step % tc.eval_every == 0) or is_last):
+                row = {"step": step, **run.evaluate()}
+                evals.append(row)
+                eval_log.write(row)
+                if tb:
+                    tb.write({f"eval/{k}": v for k, v in row.items() if k != "step"}, step)
+                if bar is not None:
+                    bar.set_postfix(score=f"{row['score']:.1f}", ret=f"{row['return_mean']:.1f}")
+            if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or is_last:
+                checkpoint(step)
+            if callback is not None:
+                callback(step, run)
+    finally:
+        if bar is not None:
+            bar.close()
+        if tb:
+            tb.close()
+        if env is not None:
+            env.close()
+
+    wall += time.perf_counter() - t_start
+    summary = _summary(run, evals, step, wall, start)
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / "summary.json")
+    return summary
+
+
+def _summary(run: Run, evals: list[dict[str, float]], step: int, wall: float, start: int) -> dict[str, Any]:
+    info = run.info
+    final = evals[-1] if evals else None
+    scored = [e for e in evals if e["score"] == e["score"]]
+    best = max(scored, key=lambda e: e["score"]) if scored else None
+    return {
+        "recipe": run.cfg["recipe"],
+        "agent": run.cfg["agent"],
+        "regularizers": [r["name"] for r in run.cfg["regularizers"]],
+        "dataset": run.cfg.get("dataset"),
+        "env_id": run.env_id,
+        "seed": run.cfg["seed"],
+        "steps": step,
+        "normalizer": info.normalizer,
+        "ref_min_score": info.ref_min_score,
+        "ref_max_score": info.ref_max_score,
+        "final_return": final["return_mean"] if final else None,
+        "final_score": final["score"] if final and final["score"] == final["score"] else None,
+        "best_score": best["score"] if best else None,
+        "best_step": best["step"] if best else None,
+        "eval_episodes": run.train_cfg.eval_episodes,
+        "wall_time_s": round(wall, 2),
+        "device": str(run.device),
+        "finished": True,
+        "rlreg_version": rlreg.__version__,
+    }
+
+
+def evaluate_run(run_dir: str | os.PathLike, episodes: int | None = None) -> dict[str, float]:
+    """Evaluate the latest checkpoint of a run with a fresh set of episodes."""
+    out = Path(run_dir)
+    if not (out / "config.json").is_file():
+        raise RlregError(f"{out} is not an rlreg run folder (no config.json)", "pass a folder made by `rlreg train`")
+    cfg = json.loads((out / "config.json").read_text())
+    state = load_checkpoint(out / CHECKPOINT)
+    if episodes is not None:
+        check(episodes > 0, f"--episodes must be >= 1, got {episodes}", "pass --episodes N with N >= 1")
+    run = build_run(cfg)
+    run.agent.load_state_dict(state["agent"])
+    result = run.evaluate(episodes or run.train_cfg.eval_episodes or 10)
+    return {"step": int(state["step"]), **result, "normalizer": run.info.normalizer}

@@ -1,0 +1,304 @@
+"""The datasets rlreg makes itself, and resolution of every dataset SPEC the CLI accepts.
+
+SPEC forms:
+
+* ``d4rl:PATH.hdf5``: a D4RL-schema HDF5 file (read with h5py, ``qlearning_dataset`` semantics);
+* ``minari:ID``: a Minari dataset already in the local Minari root (never downloaded);
+* a registered name such as ``pendulum-medium-v0``: made here on first use (deterministically
+  from a seed), stored as a Minari dataset ``rlreg/<env>/<level>-v0`` under ``$RLREG_HOME/minari``
+  and reused afterwards.
+
+A made dataset is written into a temporary folder and moved into place only when complete, with a
+``rlreg.json`` record (digest, size, seed); a folder without it is incomplete and is remade.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from envs.datasets import pendulum
+from envs.datasets.rollout import Episode, collect_episodes
+from envs.registry import env_id_for_dataset
+from rlreg.data.d4rl import read_d4rl_hdf5, write_d4rl_hdf5
+from rlreg.data.minari_io import load_minari, write_minari
+from rlreg.data.transitions import DatasetInfo, Transitions
+from rlreg.errors import RlregError, check
+from rlreg.paths import minari_root, rlreg_home
+
+__all__ = [
+    "DatasetRecipe",
+    "DATASETS",
+    "register_dataset",
+    "dataset_names",
+    "make_dataset",
+    "load_dataset",
+    "dataset_status",
+    "export_d4rl",
+    "episodes_to_transitions",
+]
+
+Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class DatasetRecipe:
+    """How to make one registered dataset."""
+
+    name: str
+    """Registered name, D4RL style: ``<env>-<level>-v<N>``."""
+    env_id: str
+    """Gymnasium env the data is collected in (and evaluated in)."""
+    minari_id: str
+    """Minari id of the default-size, seed-0 dataset, e.g. ``rlreg/pendulum/medium-v0``."""
+    behaviour: Callable[[], Policy]
+    """Returns the behaviour policy ``policy(obs_batch, rng) -> actions``."""
+    reference: Callable[[], tuple[float, float]]
+    """Returns (ref_min_score, ref_max_score): mean returns of the random and expert policies."""
+    default_size: int
+    description: str
+    num_envs: int = 16
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+DATASETS: dict[str, DatasetRecipe] = {}
+
+
+def register_dataset(recipe: DatasetRecipe) -> None:
+    """Add a dataset recipe to the registry (names must be unique)."""
+    if recipe.name in DATASETS:
+        raise RuntimeError(f"dataset '{recipe.name}' registered twice")
+    DATASETS[recipe.name] = recipe
+
+
+def dataset_names() -> list[str]:
+    return sorted(DATASETS)
+
+
+def _unknown_name(name: str) -> RlregError:
+    return RlregError(
+        f"unknown dataset '{name}'",
+        "use one of the registered names: " + ", ".join(dataset_names())
+        + "; or d4rl:PATH.hdf5 for a D4RL file, or minari:ID for a local Minari dataset",
+    )
+
+
+# ---------------------------------------------------------------------- reference scores
+_REF_CACHE: dict[tuple[str, str], float] = {}
+
+
+def mean_return(env_id: str, policy: Policy, episodes: int = 100, seed: int = 123) -> float:
+    """Mean undiscounted return of ``policy`` over ``episodes`` episodes run in parallel."""
+    from envs.evaluation import Evaluator
+
+    ev = Evaluator(env_id, episodes, seed)
+    rng = np.random.default_rng(seed)
+    try:
+        return ev.run(lambda obs: policy(obs, rng)).mean_return
+    finally:
+        ev.close()
+
+
+def _cached_ref(env_id: str, key: str, policy: Policy) -> float:
+    k = (env_id, key)
+    if k not in _REF_CACHE:
+        _REF_CACHE[k] = mean_return(env_id, policy)
+    return _REF_CACHE[k]
+
+
+def _pendulum_refs() -> tuple[float, float]:
+    return (_cached_ref("Pendulum-v1", "random", pendulum.uniform),
+            _cached_ref("Pendulum-v1", "expert", pendulum.noisy(0.0)))
+
+
+for _level, _make in (("random", lambda: pendulum.uniform),
+                      ("medium", lambda: pendulum.noisy(pendulum.LEVEL_NOISE["medium"])),
+                      ("expert", lambda: pendulum.noisy(pendulum.LEVEL_NOISE["expert"]))):
+    register_dataset(DatasetRecipe(
+        name=f"pendulum-{_level}-v0",
+        env_id="Pendulum-v1",
+        minari_id=f"rlreg/pendulum/{_level}-v0",
+        behaviour=_make,
+        reference=_pendulum_refs,
+        default_size=100_000,
+        description=f"Pendulum-v1, swing-up controller ({_level}); see envs/datasets/pendulum.py",
+        num_envs=50,
+    ))
+
+
+# ---------------------------------------------------------------------- making
+def _minari_id(recipe: DatasetRecipe, size: int, seed: int) -> str:
+    if size == recipe.default_size and seed == 0:
+        return recipe.minari_id
+    stem, version = recipe.minari_id.rsplit("-v", 1)
+    return f"{stem}-size{size}-seed{seed}-v{version}"
+
+
+def _record_path(root: Path, dataset_id: str) -> Path:
+    return root / dataset_id / "rlreg.json"
+
+
+def _is_complete(root: Path, dataset_id: str) -> bool:
+    rec = _record_path(root, dataset_id)
+    if not rec.is_file():
+        return False
+    try:
+        json.loads(rec.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (root / dataset_id / "data" / "metadata.json").is_file()
+
+
+def episodes_to_transitions(episodes: list[Episode], info: DatasetInfo) -> Transitions:
+    """Flatten Minari-layout episodes into :class:`Transitions` (timeouts kept, done = terminations)."""
+    obs = np.concatenate([e["observations"][:-1] for e in episodes])
+    nxt = np.concatenate([e["observations"][1:] for e in episodes])
+    starts = np.concatenate([np.eye(1, len(e["rewards"]), 0, dtype=bool)[0] for e in episodes])
+    return Transitions(
+        observations=obs.reshape(len(obs), -1).astype(np.float32),
+        actions=np.concatenate([e["actions"] for e in episodes]).astype(np.float32),
+        rewards=np.concatenate([e["rewards"] for e in episodes]).astype(np.float32),
+        next_observations=nxt.reshape(len(nxt), -1).astype(np.float32),
+        terminals=np.concatenate([e["terminations"] for e in episodes]).astype(bool),
+        timeouts=np.concatenate([e["truncations"] for e in episodes]).astype(bool),
+        episode_starts=starts,
+        info=info,
+    )
+
+
+def make_dataset(
+    name: str,
+    size: int | None = None,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+    progress: bool = False,
+    force: bool = False,
+) -> str:
+    """Make registered dataset ``name`` (if not already complete) and return its Minari id.
+
+    Same name, size and seed → byte-identical arrays (see ``rlreg.json``'s ``digest``).
+    """
+    if name not in DATASETS:
+        raise _unknown_name(name)
+    recipe = DATASETS[name]
+    size = recipe.default_size if size is None else size
+    check(isinstance(size, int) and size > 0, f"--size must be a positive integer, got {size!r}",
+          "pass --size N with N >= 1")
+    check(isinstance(seed, int) and seed >= 0, f"--seed must be a non-negative integer, got {seed!r}",
+          "pass --seed S with S >= 0")
+    root = Path(root) if root is not None else minari_root()
+    dataset_id = _minari_id(recipe, size, seed)
+    target = root / dataset_id
+    if _is_complete(root, dataset_id) and not force:
+        return dataset_id
+    if target.exists():
+        # incomplete (or forced): never used as is
+        print(f"rlreg: dataset folder {target} is incomplete; remaking it")
+        shutil.rmtree(target)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=size, desc=f"making {name}", unit="tr", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    try:
+        episodes = collect_episodes(recipe.env_id, recipe.behaviour(), size, seed, recipe.num_envs,
+                                    recipe.env_kwargs, progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    ref_min, ref_max = recipe.reference()
+    env = gym.make(recipe.env_id, **recipe.env_kwargs)
+    info = DatasetInfo(name=name, env_id=recipe.env_id, ref_min_score=ref_min, ref_max_score=ref_max,
+                       normalizer="rlreg", source=dataset_id)
+    digest = episodes_to_transitions(episodes, info).digest()
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp_root = Path(tempfile.mkdtemp(prefix=".making-", dir=root))
+    try:
+        write_minari(
+            dataset_id, episodes, root=tmp_root, env_id=recipe.env_id,
+            observation_space=env.observation_space, action_space=env.action_space,
+            ref_min_score=ref_min, ref_max_score=ref_max, algorithm_name=f"rlreg:{name}",
+            description=recipe.description,
+        )
+        record = {"name": name, "size": size, "seed": seed, "digest": digest, "env_id": recipe.env_id,
+                  "episodes": len(episodes), "ref_min_score": ref_min, "ref_max_score": ref_max,
+                  "seconds": round(time.perf_counter() - t0, 2)}
+        _record_path(tmp_root, dataset_id).write_text(json.dumps(record, indent=2))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_root / dataset_id, target)
+    finally:
+        env.close()
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return dataset_id
+
+
+def load_dataset(spec: str, progress: bool = False) -> Transitions:
+    """Resolve a dataset SPEC (see module docstring) to :class:`Transitions` with its info."""
+    check(isinstance(spec, str) and spec.strip() != "", "empty dataset spec",
+          "pass --dataset NAME, d4rl:PATH.hdf5 or minari:ID")
+    if spec.startswith("d4rl:"):
+        path = spec[len("d4rl:"):]
+        t = read_d4rl_hdf5(path)
+        if t.info.env_id is None:
+            env_id = env_id_for_dataset(Path(path).stem)
+            if env_id is not None:
+                from dataclasses import replace
+
+                t.info = replace(t.info, env_id=env_id)
+        return t
+    if spec.startswith("minari:"):
+        return load_minari(spec[len("minari:"):])
+    if spec not in DATASETS:
+        raise _unknown_name(spec)
+    dataset_id = make_dataset(spec, progress=progress)
+    t = load_minari(dataset_id, root=minari_root())
+    from dataclasses import replace
+
+    t.info = replace(t.info, name=spec, normalizer="rlreg")
+    return t
+
+
+def dataset_status(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """One row per registered dataset: name, env, made or not, size, where."""
+    root = Path(root) if root is not None else minari_root()
+    rows = []
+    for name in dataset_names():
+        r = DATASETS[name]
+        done = _is_complete(root, r.minari_id)
+        rec = json.loads(_record_path(root, r.minari_id).read_text()) if done else {}
+        rows.append({"name": name, "env_id": r.env_id, "made": done,
+                     "size": rec.get("size", r.default_size), "minari_id": r.minari_id,
+                     "path": str(root / r.minari_id) if done else ""})
+    return rows
+
+
+def export_d4rl(name: str, path: str | os.PathLike, size: int | None = None, seed: int = 0) -> Path:
+    """Write registered dataset ``name`` as a D4RL-schema HDF5 file (made first if needed)."""
+    dataset_id = make_dataset(name, size=size, seed=seed)
+    t = load_minari(dataset_id, root=minari_root())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_d4rl_hdf5(
+        path, observations=t.observations, actions=t.actions, rewards=t.rewards,
+        terminals=t.terminals, timeouts=t.timeouts, next_observations=t.next_observations,
+        env_id=t.info.env_id, ref_min_score=t.info.ref_min_score, ref_max_score=t.info.ref_max_score,
+        normalizer="rlreg",
+    )
+    return path
+
+
+def default_export_path(name: str) -> Path:
+    return rlreg_home() / "d4rl" / f"{name}.hdf5"

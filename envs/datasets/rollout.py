@@ -1,0 +1,95 @@
+"""Deterministic episode collection in a Gymnasium vector env with batched policy inference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = ["collect_episodes"]
+
+Episode = dict[str, np.ndarray]
+
+
+def collect_episodes(
+    env_id: str,
+    policy: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    num_transitions: int,
+    seed: int,
+    num_envs: int = 16,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Episode]:
+    """Collect whole episodes until ``num_transitions`` transitions, Minari episode layout.
+
+    ``policy(obs_batch, rng) -> action_batch`` sees raw observations of all envs at once. Env ``i``
+    is first reset with seed ``seed * 1000 + i``; later resets draw from each env's own seeded RNG,
+    so the result depends only on the arguments. Episodes are returned in the order they finish
+    (ties by env index). The last episode is cut to make the total exact and its final step marked
+    truncated. Each episode: ``observations`` (T+1), ``actions``, ``rewards``, ``terminations``,
+    ``truncations`` (T each).
+    """
+    rng = np.random.default_rng(seed)
+    env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                       vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP},
+                       **(env_kwargs or {}))
+    try:
+        obs, _ = env.reset(seed=[seed * 1000 + i for i in range(num_envs)])
+        bufs: list[dict[str, list]] = [_new_buffer(obs[i]) for i in range(num_envs)]
+        resetting = np.zeros(num_envs, bool)
+        done_eps: list[Episode] = []
+        total = 0
+        while total < num_transitions:
+            actions = np.asarray(policy(obs, rng), dtype=env.single_action_space.dtype)
+            next_obs, rew, term, trunc, _ = env.step(actions)
+            for i in range(num_envs):
+                if resetting[i]:  # this step only reset env i (its action was ignored)
+                    bufs[i] = _new_buffer(next_obs[i])
+                    continue
+                b = bufs[i]
+                b["observations"].append(next_obs[i])
+                b["actions"].append(actions[i])
+                b["rewards"].append(rew[i])
+                b["terminations"].append(bool(term[i]))
+                b["truncations"].append(bool(trunc[i]))
+                if term[i] or trunc[i]:
+                    ep = _finish(b)
+                    done_eps.append(ep)
+                    total += len(ep["rewards"])
+                    if progress is not None:
+                        progress(len(ep["rewards"]))
+            resetting = term | trunc
+            obs = next_obs
+        # cut to the exact size
+        excess = total - num_transitions
+        if excess > 0:
+            last = done_eps[-1]
+            keep = len(last["rewards"]) - excess
+            if keep <= 0:
+                done_eps.pop()
+            else:
+                cut = {k: v[: keep + 1] if k == "observations" else v[:keep] for k, v in last.items()}
+                cut["terminations"] = cut["terminations"].copy()
+                cut["truncations"] = cut["truncations"].copy()
+                cut["terminations"][-1] = False
+                cut["truncations"][-1] = True
+                done_eps[-1] = cut
+        return done_eps
+    finally:
+        env.close()
+
+
+def _new_buffer(first_obs: np.ndarray) -> dict[str, list]:
+    return {"observations": [first_obs], "actions": [], "rewards": [], "terminations": [], "truncations": []}
+
+
+def _finish(b: dict[str, list]) -> Episode:
+    return {
+        "observations": np.asarray(b["observations"], np.float32),
+        "actions": np.asarray(b["actions"], np.float32),
+        "rewards": np.asarray(b["rewards"], np.float32),
+        "terminations": np.asarray(b["terminations"], bool),
+        "truncations": np.asarray(b["truncations"], bool),
+    }
