@@ -23,57 +23,98 @@ from rlreg.errors import RlregError
 
 __all__ = ["main", "build_parser"]
 
-_SPEC_HELP = ("dataset SPEC: a registered name (see `rlreg datasets`, made on first use), "
-              "d4rl:PATH.hdf5 (a D4RL-schema file), or minari:ID (a local Minari dataset)")
+_SPEC_HELP = (
+    "dataset SPEC: a registered name (see `rlreg datasets`, made on first use), "
+    "d4rl:PATH.hdf5 (a D4RL-schema file), or minari:ID (a local Minari dataset)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from agents.recipes import recipe_names
 
-    p = argparse.ArgumentParser(prog="rlreg", description="Policy and value regularizers for RL: train, "
-                                "evaluate, and make datasets.")
+    p = argparse.ArgumentParser(
+        prog="rlreg", description="Policy and value regularizers for RL: train, evaluate, and make datasets."
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train an agent (offline on --dataset, or online on --env)",
-                       description="Train an agent recipe. Offline: --dataset SPEC. Online: --env ENV_ID. "
-                       "Resume an interrupted run with --resume RUN_DIR.")
+    t = sub.add_parser(
+        "train",
+        help="train an agent (offline on --dataset, or online on --env)",
+        description="Train an agent recipe. Offline: --dataset SPEC. Online: --env ENV_ID. "
+        "Resume an interrupted run with --resume RUN_DIR.",
+    )
     t.add_argument("agent", nargs="?", metavar="AGENT", help=f"agent recipe: {', '.join(recipe_names())}")
     t.add_argument("--dataset", metavar="SPEC", help=_SPEC_HELP)
-    t.add_argument("--env", metavar="ENV_ID",
-                   help="Gymnasium env id: online training env, or the evaluation env when the dataset does not "
-                   "name one")
-    t.add_argument("--steps", type=int, metavar="N", help="total gradient updates (offline) / env steps (online); "
-                   "default from the recipe")
+    t.add_argument(
+        "--env",
+        metavar="ENV_ID",
+        help="Gymnasium env id: online training env, or the evaluation env when the dataset does not "
+        "name one",
+    )
+    t.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help="total gradient updates (offline) / env steps (online); default from the recipe",
+    )
     t.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="training device (default auto: cuda when available)")
-    t.add_argument("--eval-every", type=int, metavar="N", help="evaluate every N steps (default from the recipe)")
-    t.add_argument("--eval-episodes", type=int, metavar="N",
-                   help="episodes per evaluation, run in parallel (default from the recipe; 0 disables)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting: agent.FIELD, train.FIELD or REGULARIZER.FIELD (a bare FIELD when "
-                   "unambiguous), e.g. --set agent.alpha=3 --set bc.weight=0.5; repeatable")
-    t.add_argument("--out", metavar="DIR", help="run folder to create (default runs/<agent>-<data>-s<seed>-<time>)")
+    t.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="training device (default auto: cuda when available)",
+    )
+    t.add_argument(
+        "--eval-every", type=int, metavar="N", help="evaluate every N steps (default from the recipe)"
+    )
+    t.add_argument(
+        "--eval-episodes",
+        type=int,
+        metavar="N",
+        help="episodes per evaluation, run in parallel (default from the recipe; 0 disables)",
+    )
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting: agent.FIELD, train.FIELD or REGULARIZER.FIELD (a bare FIELD when "
+        "unambiguous), e.g. --set agent.alpha=3 --set bc.weight=0.5; repeatable",
+    )
+    t.add_argument(
+        "--out", metavar="DIR", help="run folder to create (default runs/<agent>-<data>-s<seed>-<time>)"
+    )
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
-    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars (rlreg[tensorboard])")
+    t.add_argument(
+        "--tensorboard", action="store_true", help="also write TensorBoard scalars (rlreg[tensorboard])"
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    e = sub.add_parser("evaluate", help="evaluate a run's latest checkpoint",
-                       description="Evaluate the latest checkpoint of a run folder and print the normalized score.")
+    e = sub.add_parser(
+        "evaluate",
+        help="evaluate a run's latest checkpoint",
+        description="Evaluate the latest checkpoint of a run folder and print the normalized score.",
+    )
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--episodes", type=int, metavar="N", help="episodes (default: the run's eval_episodes)")
 
-    d = sub.add_parser("datasets", help="list or make the datasets rlreg makes locally",
-                       description="`rlreg datasets` lists the suite with its status; "
-                       "`rlreg datasets make NAME` makes one.")
+    d = sub.add_parser(
+        "datasets",
+        help="list or make the datasets rlreg makes locally",
+        description="`rlreg datasets` lists the suite with its status; `rlreg datasets make NAME` makes one.",
+    )
     dsub = d.add_subparsers(dest="datasets_command", metavar="ACTION")
     dsub.add_parser("list", help="list datasets and whether they are made (default)")
     m = dsub.add_parser("make", help="make a dataset (deterministic in name, size and seed)")
     m.add_argument("name", metavar="NAME", help="registered dataset name, e.g. pendulum-medium-v0")
     m.add_argument("--size", type=int, metavar="N", help="transitions (default: the dataset's standard size)")
     m.add_argument("--seed", type=int, default=0, metavar="S", help="generation seed (default 0)")
-    m.add_argument("--format", choices=["minari", "d4rl"], default="minari",
-                   help="minari (default; stored under $RLREG_HOME/minari) or d4rl (also export a D4RL-schema HDF5)")
+    m.add_argument(
+        "--format",
+        choices=["minari", "d4rl"],
+        default="minari",
+        help="minari (default; stored under $RLREG_HOME/minari) or d4rl (also export a D4RL-schema HDF5)",
+    )
     m.add_argument("--out", metavar="PATH", help="with --format d4rl: the HDF5 path to write")
     m.add_argument("--force", action="store_true", help="remake even if already made")
 
@@ -85,7 +126,9 @@ def _parse_sets(items: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         if "=" not in item:
-            raise RlregError(f"--set {item!r} is not KEY=VALUE", "write it as --set key=value, e.g. --set agent.alpha=3")
+            raise RlregError(
+                f"--set {item!r} is not KEY=VALUE", "write it as --set key=value, e.g. --set agent.alpha=3"
+            )
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
@@ -97,24 +140,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         if args.agent or args.dataset or args.set or args.env:
-            raise RlregError("--resume takes only the run folder (and optionally --steps)",
-                             "drop AGENT/--dataset/--env/--set: a resumed run keeps its own config")
+            raise RlregError(
+                "--resume takes only the run folder (and optionally --steps)",
+                "drop AGENT/--dataset/--env/--set: a resumed run keeps its own config",
+            )
         summary = resume(args.resume, steps=args.steps, progress=not args.no_progress)
         _print_summary(summary, Path(args.resume))
         return 0
     if not args.agent:
-        raise RlregError("no AGENT given", "run `rlreg train AGENT --dataset SPEC`; `rlreg agents` lists agents")
+        raise RlregError(
+            "no AGENT given", "run `rlreg train AGENT --dataset SPEC`; `rlreg agents` lists agents"
+        )
     if not args.dataset and not args.env:
-        raise RlregError("no --dataset (offline) or --env (online) given",
-                         "pass --dataset SPEC, e.g. --dataset pendulum-medium-v0")
+        raise RlregError(
+            "no --dataset (offline) or --env (online) given",
+            "pass --dataset SPEC, e.g. --dataset pendulum-medium-v0",
+        )
     sets = _parse_sets(args.set)
-    for flag, key in (("steps", "train.steps"), ("eval_every", "train.eval_every"),
-                      ("eval_episodes", "train.eval_episodes")):
+    for flag, key in (
+        ("steps", "train.steps"),
+        ("eval_every", "train.eval_every"),
+        ("eval_episodes", "train.eval_episodes"),
+    ):
         if getattr(args, flag) is not None:
             sets[key] = str(getattr(args, flag))
     if args.tensorboard:
         sets["train.tensorboard"] = "true"
-    cfg = resolve_config(args.agent, args.dataset, env=args.env, seed=args.seed, device=args.device, sets=sets)
+    cfg = resolve_config(
+        args.agent, args.dataset, env=args.env, seed=args.seed, device=args.device, sets=sets
+    )
     out = Path(args.out) if args.out else new_run_dir(cfg)
     print(f"rlreg: run folder {out}", flush=True)
     summary = train(cfg, out, progress=not args.no_progress)
@@ -125,8 +179,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _print_summary(summary: dict, out: Path) -> None:
     norm = summary.get("normalizer")
     if summary.get("final_score") is not None:
-        print(f"final normalized score: {summary['final_score']:.1f} (return {summary['final_return']:.1f}; "
-              f"normalizer '{norm}': 0 = {summary['ref_min_score']:.1f}, 100 = {summary['ref_max_score']:.1f})")
+        print(
+            f"final normalized score: {summary['final_score']:.1f} (return {summary['final_return']:.1f}; "
+            f"normalizer '{norm}': 0 = {summary['ref_min_score']:.1f}, 100 = {summary['ref_max_score']:.1f})"
+        )
         print(f"best normalized score:  {summary['best_score']:.1f} at step {summary['best_step']}")
     elif summary.get("final_return") is not None:
         print(f"final return: {summary['final_return']:.1f} (no reference scores: not normalized)")
@@ -138,8 +194,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     r = evaluate_run(args.run_dir, args.episodes)
     score = "n/a" if r["score"] != r["score"] else f"{r['score']:.1f}"
-    print(f"step {r['step']}: normalized score {score} ({r['normalizer']}), return {r['return_mean']:.1f} "
-          f"± {r['return_std']:.1f}, length {r['length_mean']:.0f}")
+    print(
+        f"step {r['step']}: normalized score {score} ({r['normalizer']}), return {r['return_mean']:.1f} "
+        f"± {r['return_std']:.1f}, length {r['length_mean']:.0f}"
+    )
     print(json.dumps(r))
     return 0
 
@@ -153,14 +211,18 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
         dataset_id = make_dataset(args.name, size=args.size, seed=args.seed, progress=True, force=args.force)
         print(f"made {args.name} as Minari dataset '{dataset_id}'")
         if args.format == "d4rl":
-            path = export_d4rl(args.name, args.out or default_export_path(args.name), size=args.size, seed=args.seed)
+            path = export_d4rl(
+                args.name, args.out or default_export_path(args.name), size=args.size, seed=args.seed
+            )
             print(f"wrote D4RL-schema HDF5 {path}")
         return 0
     rows = dataset_status()
     print(f"{'name':28s} {'env':16s} {'status':9s} {'size':>9s}  where")
     for r in rows:
-        print(f"{r['name']:28s} {r['env_id']:16s} {'made' if r['made'] else 'not made':9s} {r['size']:>9d}  "
-              f"{r['path'] or 'minari:' + r['minari_id']}")
+        print(
+            f"{r['name']:28s} {r['env_id']:16s} {'made' if r['made'] else 'not made':9s} {r['size']:>9d}  "
+            f"{r['path'] or 'minari:' + r['minari_id']}"
+        )
     print("\nAlso accepted by --dataset: d4rl:PATH.hdf5 (D4RL files) and minari:ID (local Minari datasets).")
     return 0
 
@@ -181,7 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "datasets": _cmd_datasets, "agents": _cmd_agents}
+    handlers = {
+        "train": _cmd_train,
+        "evaluate": _cmd_evaluate,
+        "datasets": _cmd_datasets,
+        "agents": _cmd_agents,
+    }
     try:
         return handlers[args.command](args)
     except RlregError as e:

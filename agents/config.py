@@ -63,14 +63,29 @@ class TrainConfig:
     def validate(self) -> None:
         for name in ("steps", "log_every", "replay_size"):
             v = getattr(self, name)
-            check(isinstance(v, int) and v > 0, f"train.{name} must be a positive integer, got {v!r}",
-                  f"set train.{name} to an integer >= 1")
-        for name in ("eval_every", "eval_episodes", "checkpoint_every", "learning_starts", "eval_seed_offset"):
+            check(
+                isinstance(v, int) and v > 0,
+                f"train.{name} must be a positive integer, got {v!r}",
+                f"set train.{name} to an integer >= 1",
+            )
+        for name in (
+            "eval_every",
+            "eval_episodes",
+            "checkpoint_every",
+            "learning_starts",
+            "eval_seed_offset",
+        ):
             v = getattr(self, name)
-            check(isinstance(v, int) and v >= 0, f"train.{name} must be an integer >= 0, got {v!r}",
-                  f"set train.{name} to an integer >= 0")
-        check(self.obs_norm_eps > 0, f"train.obs_norm_eps must be > 0, got {self.obs_norm_eps}",
-              "use 1e-3 as TD3+BC does")
+            check(
+                isinstance(v, int) and v >= 0,
+                f"train.{name} must be an integer >= 0, got {v!r}",
+                f"set train.{name} to an integer >= 0",
+            )
+        check(
+            self.obs_norm_eps > 0,
+            f"train.obs_norm_eps must be > 0, got {self.obs_norm_eps}",
+            "use 1e-3 as TD3+BC does",
+        )
 
 
 # agent kind → (config class, agent class)
@@ -112,13 +127,15 @@ def coerce(raw: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         others = [a for a in args if a is not type(None)]
         return coerce(value, others[0], key)
-    bad = RlregError(f"--set {key}={raw!r}: expected {getattr(annotation, '__name__', annotation)}",
-                     f"give {key} a value of that type")
+    bad = RlregError(
+        f"--set {key}={raw!r}: expected {getattr(annotation, '__name__', annotation)}",
+        f"give {key} a value of that type",
+    )
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -152,20 +169,24 @@ def apply_sets(cfg: dict[str, Any], sets: dict[str, Any], origin: str = "--set")
         if "." in key:
             section, name = key.split(".", 1)
             if section not in sections:
-                raise RlregError(f"{origin} {key}: unknown section '{section}'",
-                                 f"sections are: {', '.join(sections)}")
+                raise RlregError(
+                    f"{origin} {key}: unknown section '{section}'", f"sections are: {', '.join(sections)}"
+                )
         else:
             owners = [s for s, cls in sections.items() if key in _hints(cls)]
             if len(owners) != 1:
                 raise RlregError(
                     f"{origin} {key}: " + ("unknown setting" if not owners else f"ambiguous, in {owners}"),
-                    "valid keys: " + ", ".join(f"{s}.{f}" for s, cls in sections.items() for f in _hints(cls)),
+                    "valid keys: "
+                    + ", ".join(f"{s}.{f}" for s, cls in sections.items() for f in _hints(cls)),
                 )
             section, name = owners[0], key
         hints = _hints(sections[section])
         if name not in hints:
-            raise RlregError(f"{origin} {key}: '{section}' has no setting '{name}'",
-                             f"valid {section} settings: {', '.join(hints)}")
+            raise RlregError(
+                f"{origin} {key}: '{section}' has no setting '{name}'",
+                f"valid {section} settings: {', '.join(hints)}",
+            )
         value = coerce(raw, hints[name], f"{section}.{name}")
         _section_dict(cfg, section)[name] = list(value) if isinstance(value, tuple) else value
         applied.append(f"{section}.{name}={value!r}")

@@ -42,8 +42,10 @@ def load_recipe(name: str) -> dict[str, Any]:
         raise RlregError(f"unknown agent '{name}'", f"choose one of: {', '.join(recipe_names())}")
     recipe = yaml.safe_load(files[name].read_text())
     if recipe.get("agent") not in AGENTS:
-        raise RlregError(f"recipe '{name}' names unknown agent kind {recipe.get('agent')!r}",
-                         f"use one of: {', '.join(AGENTS)}")
+        raise RlregError(
+            f"recipe '{name}' names unknown agent kind {recipe.get('agent')!r}",
+            f"use one of: {', '.join(AGENTS)}",
+        )
     return recipe
 
 
@@ -62,8 +64,10 @@ def resolve_config(
     regs = recipe.get("regularizers") or {}
     for reg_name in regs:
         if reg_name not in REGISTRY:
-            raise RlregError(f"recipe '{recipe_name}' uses unknown regularizer '{reg_name}'",
-                             f"registered: {', '.join(sorted(REGISTRY))}")
+            raise RlregError(
+                f"recipe '{recipe_name}' uses unknown regularizer '{reg_name}'",
+                f"registered: {', '.join(sorted(REGISTRY))}",
+            )
     cfg: dict[str, Any] = {
         "recipe": recipe_name,
         "agent": kind,
@@ -72,9 +76,7 @@ def resolve_config(
         "seed": int(seed),
         "device": device,
         "agent_config": dataclasses.asdict(agent_cls()),
-        "regularizers": [
-            {"name": n, "config": dataclasses.asdict(REGISTRY[n].Config())} for n in regs
-        ],
+        "regularizers": [{"name": n, "config": dataclasses.asdict(REGISTRY[n].Config())} for n in regs],
         "train": dataclasses.asdict(TrainConfig()),
         "sources": dict(recipe.get("sources") or {}),
         "applied": [],

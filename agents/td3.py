@@ -76,8 +76,11 @@ class TD3Config:
         def pos(name: str, integer: bool = False) -> None:
             v = getattr(self, name)
             ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-            check(ok and v > 0, f"td3.{name} must be a positive {'integer' if integer else 'number'}, got {v!r}",
-                  f"set {name} to a value > 0")
+            check(
+                ok and v > 0,
+                f"td3.{name} must be a positive {'integer' if integer else 'number'}, got {v!r}",
+                f"set {name} to a value > 0",
+            )
 
         for name in ("actor_lr", "critic_lr", "tau"):
             pos(name)
@@ -88,12 +91,18 @@ class TD3Config:
         for name in ("policy_noise", "noise_clip", "exploration_noise"):
             v = getattr(self, name)
             check(v >= 0, f"{name} must be >= 0, got {v}", f"set {name} >= 0 (0 disables it)")
-        check(self.alpha is None or self.alpha > 0, f"alpha must be > 0 or None, got {self.alpha}",
-              "use alpha=2.5 (TD3+BC) or leave it unset for plain TD3")
+        check(
+            self.alpha is None or self.alpha > 0,
+            f"alpha must be > 0 or None, got {self.alpha}",
+            "use alpha=2.5 (TD3+BC) or leave it unset for plain TD3",
+        )
         for name in ("actor_hidden", "critic_hidden"):
             v = getattr(self, name)
-            check(len(v) > 0 and all(int(h) > 0 for h in v), f"{name} must be non-empty positive widths, got {v}",
-                  f"e.g. {name}=[256,256]")
+            check(
+                len(v) > 0 and all(int(h) > 0 for h in v),
+                f"{name} must be non-empty positive widths, got {v}",
+                f"e.g. {name}=[256,256]",
+            )
 
 
 class _View:
@@ -154,11 +163,18 @@ class TD3Agent:
         self.config = config
         self.device = torch.device(device)
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
-        self.action_low = torch.as_tensor(np.asarray(action_low, np.float32), device=self.device).reshape(act_dim)
-        self.action_high = torch.as_tensor(np.asarray(action_high, np.float32), device=self.device).reshape(act_dim)
-        check(bool(torch.all(self.action_high > self.action_low)),
-              f"action space bounds are empty or reversed: low={self.action_low.tolist()} "
-              f"high={self.action_high.tolist()}", "use a Box action space with low < high")
+        self.action_low = torch.as_tensor(np.asarray(action_low, np.float32), device=self.device).reshape(
+            act_dim
+        )
+        self.action_high = torch.as_tensor(np.asarray(action_high, np.float32), device=self.device).reshape(
+            act_dim
+        )
+        check(
+            bool(torch.all(self.action_high > self.action_low)),
+            f"action space bounds are empty or reversed: low={self.action_low.tolist()} "
+            f"high={self.action_high.tolist()}",
+            "use a Box action space with low < high",
+        )
         self._half = (self.action_high - self.action_low) / 2
 
         self.regularizers = list(regularizers)
@@ -166,14 +182,18 @@ class TD3Agent:
         dup = sorted({n for n in names if names.count(n) > 1})
         check(not dup, f"regularizer(s) {dup} given twice", "list each regularizer once")
         for r in self.regularizers:
-            check(self.family in r.families,
-                  f"regularizer '{r.name}' does not fit a {self.family} agent (it fits {sorted(r.families)})",
-                  "choose an agent of a family the regularizer supports")
+            check(
+                self.family in r.families,
+                f"regularizer '{r.name}' does not fit a {self.family} agent (it fits {sorted(r.families)})",
+                "choose an agent of a family the regularizer supports",
+            )
         self._need_features = any(r.needs_critic_features for r in self.regularizers)
 
         torch.manual_seed(seed)  # network initialisation
         c = config
-        self.actor = Actor(obs_dim, act_dim, c.actor_hidden, self.action_low, self.action_high).to(self.device)
+        self.actor = Actor(obs_dim, act_dim, c.actor_hidden, self.action_low, self.action_high).to(
+            self.device
+        )
         self.critic = Critic(obs_dim, act_dim, c.critic_hidden, c.n_critics).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -289,7 +309,9 @@ class TD3Agent:
         a = self.actor(x)
         if explore and self.config.exploration_noise > 0:
             eps = torch.randn(a.shape, device=self.device, generator=self.gen)
-            a = torch.clamp(a + eps * self.config.exploration_noise * self._half, self.action_low, self.action_high)
+            a = torch.clamp(
+                a + eps * self.config.exploration_noise * self._half, self.action_low, self.action_high
+            )
         return a.cpu().numpy()
 
     # ------------------------------------------------------------------ state
@@ -319,9 +341,11 @@ class TD3Agent:
                 "load a checkpoint saved by the same agent with the same network sizes and regularizers",
             ) from e
         regs = state.get("regularizers", [])
-        check(len(regs) == len(self.regularizers),
-              f"checkpoint has {len(regs)} regularizer(s), this agent has {len(self.regularizers)}",
-              "resume with the same regularizers as the run that saved it")
+        check(
+            len(regs) == len(self.regularizers),
+            f"checkpoint has {len(regs)} regularizer(s), this agent has {len(self.regularizers)}",
+            "resume with the same regularizers as the run that saved it",
+        )
         for r, s in zip(self.regularizers, regs):
             r.load_state_dict(s)
         self.num_updates = int(state["num_updates"])

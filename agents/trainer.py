@@ -55,11 +55,16 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` → cuda when available else cpu; errors clearly for an unavailable device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    check(device in ("cpu", "cuda") or device.startswith("cuda:"), f"unknown device '{device}'",
-          "use --device cpu, cuda or auto")
+    check(
+        device in ("cpu", "cuda") or device.startswith("cuda:"),
+        f"unknown device '{device}'",
+        "use --device cpu, cuda or auto",
+    )
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RlregError(f"device '{device}' requested but CUDA is not available",
-                         "use --device cpu (or auto), or install a CUDA build of torch on a GPU machine")
+        raise RlregError(
+            f"device '{device}' requested but CUDA is not available",
+            "use --device cpu (or auto), or install a CUDA build of torch on a GPU machine",
+        )
     return torch.device(device)
 
 
@@ -102,15 +107,25 @@ class Run:
         """Run the evaluation episodes; returns return_mean/std, length_mean and score."""
         ev = self.evaluator
         if episodes is not None and (ev is None or episodes != ev.episodes):
-            ev = Evaluator(self.env_id, episodes, self.cfg["seed"] + self.train_cfg.eval_seed_offset,
-                           self.info.env_kwargs)
+            ev = Evaluator(
+                self.env_id,
+                episodes,
+                self.cfg["seed"] + self.train_cfg.eval_seed_offset,
+                self.info.env_kwargs,
+            )
         if ev is None:
-            raise RlregError("evaluation is disabled for this run (eval_episodes=0 or no environment)",
-                             "pass --episodes N or set train.eval_episodes")
+            raise RlregError(
+                "evaluation is disabled for this run (eval_episodes=0 or no environment)",
+                "pass --episodes N or set train.eval_episodes",
+            )
         res = ev.run(self.policy_fn())
         score = self.info.normalized_score(res.mean_return)
-        return {"return_mean": res.mean_return, "return_std": res.std_return,
-                "length_mean": float(res.lengths.mean()), "score": float("nan") if score is None else score}
+        return {
+            "return_mean": res.mean_return,
+            "return_std": res.std_return,
+            "length_mean": float(res.lengths.mean()),
+            "score": float("nan") if score is None else score,
+        }
 
 
 def _load_data(cfg: dict[str, Any], progress: bool) -> Transitions:
@@ -132,16 +147,22 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
         info = transitions.info
         env_id = cfg.get("env") or info.env_id
     else:
-        check(cfg.get("env") is not None, "neither --dataset nor --env given",
-              "pass --dataset SPEC for offline training or --env ENV_ID for online training")
+        check(
+            cfg.get("env") is not None,
+            "neither --dataset nor --env given",
+            "pass --dataset SPEC for offline training or --env ENV_ID for online training",
+        )
         env_id = cfg["env"]
         info = DatasetInfo(name=env_id, env_id=env_id)
 
     evaluator = None
     if env_id is None:
-        check(tc.eval_episodes == 0,
-              f"dataset {cfg['dataset']} does not say which environment it comes from, so it cannot be "
-              "evaluated", "pass --env ENV_ID (e.g. Hopper-v5), or --eval-episodes 0 to train without evaluation")
+        check(
+            tc.eval_episodes == 0,
+            f"dataset {cfg['dataset']} does not say which environment it comes from, so it cannot be "
+            "evaluated",
+            "pass --env ENV_ID (e.g. Hopper-v5), or --eval-episodes 0 to train without evaluation",
+        )
         if transitions is not None:
             obs_dim, act_dim = transitions.obs_dim, transitions.act_dim
             low = transitions.actions.min(0)
@@ -150,22 +171,33 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
         env = make_env(env_id, **info.env_kwargs)
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
-        check(hasattr(act_space, "low") and len(act_space.shape) == 1,
-              f"environment {env_id} has a {type(act_space).__name__} action space; the {cfg['agent']} agent "
-              "needs a 1-D Box", "use an environment with continuous actions")
+        check(
+            hasattr(act_space, "low") and len(act_space.shape) == 1,
+            f"environment {env_id} has a {type(act_space).__name__} action space; the {cfg['agent']} agent "
+            "needs a 1-D Box",
+            "use an environment with continuous actions",
+        )
         obs_dim, act_dim = int(np.prod(obs_space.shape)), int(act_space.shape[0])
         low, high = act_space.low, act_space.high
         if transitions is not None:
-            check(transitions.obs_dim == obs_dim and transitions.act_dim == act_dim,
-                  f"dataset has obs dim {transitions.obs_dim} / action dim {transitions.act_dim} but environment "
-                  f"{env_id} has {obs_dim} / {act_dim}", "pass the --env the data was collected in")
+            check(
+                transitions.obs_dim == obs_dim and transitions.act_dim == act_dim,
+                f"dataset has obs dim {transitions.obs_dim} / action dim {transitions.act_dim} but "
+                f"environment {env_id} has {obs_dim} / {act_dim}",
+                "pass the --env the data was collected in",
+            )
             transitions.check_action_bounds(low, high, where=f"dataset {cfg['dataset']}")
         if tc.eval_episodes > 0:
-            evaluator = Evaluator(env_id, tc.eval_episodes, cfg["seed"] + tc.eval_seed_offset, info.env_kwargs)
+            evaluator = Evaluator(
+                env_id, tc.eval_episodes, cfg["seed"] + tc.eval_seed_offset, info.env_kwargs
+            )
 
     if transitions is not None:
-        normalizer = (ObsNormalizer.from_observations(transitions.observations, tc.obs_norm_eps)
-                      if tc.normalize_obs else ObsNormalizer.identity(transitions.obs_dim))
+        normalizer = (
+            ObsNormalizer.from_observations(transitions.observations, tc.obs_norm_eps)
+            if tc.normalize_obs
+            else ObsNormalizer.identity(transitions.obs_dim)
+        )
         reward_fn = RewardTransform(tc.reward_scale, tc.reward_shift)
         prepared = dataclasses.replace(
             transitions,
@@ -181,14 +213,23 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
 
     agent_cfg_cls, agent_cls = AGENTS[cfg["agent"]]
     agent_cfg = config_from_dict(agent_cfg_cls, cfg["agent_config"], "agent")
-    regs = [REGISTRY[r["name"]](config_from_dict(REGISTRY[r["name"]].Config, r["config"], r["name"]))
-            for r in cfg["regularizers"]]
+    regs = [
+        REGISTRY[r["name"]](config_from_dict(REGISTRY[r["name"]].Config, r["config"], r["name"]))
+        for r in cfg["regularizers"]
+    ]
     agent = agent_cls(agent_cfg, obs_dim, act_dim, low, high, regs, device=device, seed=cfg["seed"])
-    agent.setup(SetupSource(
-        obs_dim=obs_dim, act_dim=act_dim, action_low=agent.action_low, action_high=agent.action_high,
-        store=store if transitions is not None else None, transitions=transitions,
-        obs_normalizer=normalizer, dataset_name=cfg.get("dataset"),
-    ))
+    agent.setup(
+        SetupSource(
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            action_low=agent.action_low,
+            action_high=agent.action_high,
+            store=store if transitions is not None else None,
+            transitions=transitions,
+            obs_normalizer=normalizer,
+            dataset_name=cfg.get("dataset"),
+        )
+    )
     return Run(cfg, tc, device, agent, info, normalizer, store, transitions, env_id, evaluator)
 
 
@@ -202,12 +243,18 @@ def train(
     """Start a new run in ``out_dir`` (must not hold a run) and train it to the end."""
     out = Path(out_dir)
     if (out / "config.json").exists():
-        raise RlregError(f"{out} already holds a run", f"resume it with `rlreg train --resume {out}`, "
-                         "or choose another --out")
+        raise RlregError(
+            f"{out} already holds a run",
+            f"resume it with `rlreg train --resume {out}`, or choose another --out",
+        )
     out.mkdir(parents=True, exist_ok=True)
     run = build_run(cfg, progress=progress)
-    cfg = dict(cfg, rlreg_version=rlreg.__version__, dataset_info=dataclasses.asdict(run.info),
-               obs_normalizer=run.normalizer.state_dict())
+    cfg = dict(
+        cfg,
+        rlreg_version=rlreg.__version__,
+        dataset_info=dataclasses.asdict(run.info),
+        obs_normalizer=run.normalizer.state_dict(),
+    )
     if run.transitions is not None:
         cfg["dataset_digest"] = run.transitions.digest()
     tmp = out / "config.json.tmp"
@@ -216,33 +263,50 @@ def train(
     return _loop(run, out, start=0, state=None, progress=progress, callback=callback)
 
 
-def resume(run_dir: str | os.PathLike, steps: int | None = None, progress: bool = True,
-           callback: Callable[[int, Run], None] | None = None) -> dict[str, Any]:
+def resume(
+    run_dir: str | os.PathLike,
+    steps: int | None = None,
+    progress: bool = True,
+    callback: Callable[[int, Run], None] | None = None,
+) -> dict[str, Any]:
     """Continue the run in ``run_dir`` from its checkpoint (optionally to a new total of ``steps``)."""
     out = Path(run_dir)
     cfg_path = out / "config.json"
     if not out.is_dir() or not cfg_path.is_file():
-        raise RlregError(f"{out} is not an rlreg run folder (no config.json)",
-                         "pass the folder `rlreg train` created (it holds config.json and checkpoint.pt)")
+        raise RlregError(
+            f"{out} is not an rlreg run folder (no config.json)",
+            "pass the folder `rlreg train` created (it holds config.json and checkpoint.pt)",
+        )
     try:
         cfg = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise RlregError(f"{cfg_path} is not valid JSON ({e})", "restore the file or start a new run") from e
     state = load_checkpoint(out / CHECKPOINT)
     if steps is not None:
-        check(steps >= state["step"], f"--steps {steps} is below the checkpoint's step {state['step']}",
-              f"pass --steps >= {state['step']}")
+        check(
+            steps >= state["step"],
+            f"--steps {steps} is below the checkpoint's step {state['step']}",
+            f"pass --steps >= {state['step']}",
+        )
         cfg["train"]["steps"] = steps
         (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
     run = build_run(cfg, progress=progress)
     if run.transitions is not None and cfg.get("dataset_digest") not in (None, run.transitions.digest()):
-        raise RlregError(f"dataset {cfg['dataset']} has changed since the run started (digest differs)",
-                         "resume with the original data, or start a new run")
+        raise RlregError(
+            f"dataset {cfg['dataset']} has changed since the run started (digest differs)",
+            "resume with the original data, or start a new run",
+        )
     return _loop(run, out, start=int(state["step"]), state=state, progress=progress, callback=callback)
 
 
-def _loop(run: Run, out: Path, start: int, state: dict[str, Any] | None, progress: bool,
-          callback: Callable[[int, Run], None] | None) -> dict[str, Any]:
+def _loop(
+    run: Run,
+    out: Path,
+    start: int,
+    state: dict[str, Any] | None,
+    progress: bool,
+    callback: Callable[[int, Run], None] | None,
+) -> dict[str, Any]:
     tc, agent, cfg = run.train_cfg, run.agent, run.cfg
     sample_gen = torch.Generator(device=run.device)
     sample_gen.manual_seed(cfg["seed"] + 2)
@@ -279,21 +343,37 @@ def _loop(run: Run, out: Path, start: int, state: dict[str, Any] | None, progres
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=tc.steps, initial=start, desc=f"{cfg['recipe']} {cfg.get('dataset') or cfg.get('env')}",
-                   unit="step", dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(
+            total=tc.steps,
+            initial=start,
+            desc=f"{cfg['recipe']} {cfg.get('dataset') or cfg.get('env')}",
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
 
     def checkpoint(step: int) -> None:
-        ckpt = {"format": "rlreg-checkpoint", "version": 1, "step": step, "agent": agent.state_dict(),
-                "sample_gen": sample_gen.get_state(), "rng": rng_state(), "evals": evals,
-                "wall_time": wall + (time.perf_counter() - t_start)}
+        ckpt = {
+            "format": "rlreg-checkpoint",
+            "version": 1,
+            "step": step,
+            "agent": agent.state_dict(),
+            "sample_gen": sample_gen.get_state(),
+            "rng": rng_state(),
+            "evals": evals,
+            "wall_time": wall + (time.perf_counter() - t_start),
+        }
         if online:
             ckpt["replay"] = run.store.state_dict()
             ckpt["env_rng"] = env_rng.bit_generator.state
         save_atomic(ckpt, out / CHECKPOINT)
 
     def flush(step: int, n_steps: int, dt: float) -> None:
-        row = {"step": step, "time": round(wall + time.perf_counter() - t_start, 3),
-               "updates_per_s": round(n_steps / dt, 2) if dt > 0 else float("nan")}
+        row = {
+            "step": step,
+            "time": round(wall + time.perf_counter() - t_start, 3),
+            "updates_per_s": round(n_steps / dt, 2) if dt > 0 else float("nan"),
+        }
         row.update(acc.flush())
         if online and ep_returns:
             row["rollout/episode_return"] = float(np.mean(ep_returns))
@@ -393,7 +473,9 @@ def evaluate_run(run_dir: str | os.PathLike, episodes: int | None = None) -> dic
     """Evaluate the latest checkpoint of a run with a fresh set of episodes."""
     out = Path(run_dir)
     if not (out / "config.json").is_file():
-        raise RlregError(f"{out} is not an rlreg run folder (no config.json)", "pass a folder made by `rlreg train`")
+        raise RlregError(
+            f"{out} is not an rlreg run folder (no config.json)", "pass a folder made by `rlreg train`"
+        )
     cfg = json.loads((out / "config.json").read_text())
     state = load_checkpoint(out / CHECKPOINT)
     if episodes is not None:

@@ -38,11 +38,14 @@ class EvalResult:
 class Evaluator:
     """Runs ``episodes`` episodes at once in a ``SyncVectorEnv`` of that many copies of ``env_id``."""
 
-    def __init__(self, env_id: str, episodes: int, seed: int, env_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, env_id: str, episodes: int, seed: int, env_kwargs: dict[str, Any] | None = None
+    ) -> None:
         check_env_available(env_id)
         self.env_id, self.episodes, self.seed = env_id, int(episodes), int(seed)
-        self.env = gym.make_vec(env_id, num_envs=self.episodes, vectorization_mode="sync",
-                                **(env_kwargs or {}))
+        self.env = gym.make_vec(
+            env_id, num_envs=self.episodes, vectorization_mode="sync", **(env_kwargs or {})
+        )
 
     @property
     def single_action_space(self) -> gym.spaces.Space:

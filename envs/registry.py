@@ -49,14 +49,18 @@ def check_env_available(env_id: str) -> None:
     try:
         gym.spec(env_id)
     except gym.error.Error as e:
-        raise RlregError(f"unknown environment id '{env_id}' ({e})",
-                         "pass a registered Gymnasium id with --env, e.g. Hopper-v5") from e
+        raise RlregError(
+            f"unknown environment id '{env_id}' ({e})",
+            "pass a registered Gymnasium id with --env, e.g. Hopper-v5",
+        ) from e
     if env_id in _MUJOCO_IDS:
         try:
             import mujoco  # noqa: F401
         except ImportError as e:
-            raise RlregError(f"environment '{env_id}' needs the mujoco package",
-                             "pip install 'rlreg[mujoco]' (mujoco>=3.1,<4)") from e
+            raise RlregError(
+                f"environment '{env_id}' needs the mujoco package",
+                "pip install 'rlreg[mujoco]' (mujoco>=3.1,<4)",
+            ) from e
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:

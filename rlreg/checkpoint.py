@@ -31,9 +31,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Load a checkpoint written by :func:`save_atomic`, with a clear error when it is unusable."""
     path = Path(path)
     if not path.is_file():
-        raise RlregError(f"checkpoint {path} does not exist",
-                         "pass a run folder that has checkpoint.pt (the run may not have reached its first "
-                         "checkpoint), or start the run again")
+        raise RlregError(
+            f"checkpoint {path} does not exist",
+            "pass a run folder that has checkpoint.pt (the run may not have reached its first "
+            "checkpoint), or start the run again",
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # torch raises several types for truncated/corrupt archives

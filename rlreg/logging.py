@@ -106,8 +106,10 @@ class TensorBoardLogger:
         except ImportError as e:  # pragma: no cover - depends on the extra
             from rlreg.errors import RlregError
 
-            raise RlregError("TensorBoard logging needs the tensorboard package",
-                             "pip install 'rlreg[tensorboard]', or drop --tensorboard") from e
+            raise RlregError(
+                "TensorBoard logging needs the tensorboard package",
+                "pip install 'rlreg[tensorboard]', or drop --tensorboard",
+            ) from e
         self.writer = SummaryWriter(str(log_dir))
 
     def write(self, row: Mapping[str, Any], step: int) -> None:

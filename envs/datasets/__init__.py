@@ -88,7 +88,8 @@ def dataset_names() -> list[str]:
 def _unknown_name(name: str) -> RlregError:
     return RlregError(
         f"unknown dataset '{name}'",
-        "use one of the registered names: " + ", ".join(dataset_names())
+        "use one of the registered names: "
+        + ", ".join(dataset_names())
         + "; or d4rl:PATH.hdf5 for a D4RL file, or minari:ID for a local Minari dataset",
     )
 
@@ -117,23 +118,29 @@ def _cached_ref(env_id: str, key: str, policy: Policy) -> float:
 
 
 def _pendulum_refs() -> tuple[float, float]:
-    return (_cached_ref("Pendulum-v1", "random", pendulum.uniform),
-            _cached_ref("Pendulum-v1", "expert", pendulum.noisy(0.0)))
+    return (
+        _cached_ref("Pendulum-v1", "random", pendulum.uniform),
+        _cached_ref("Pendulum-v1", "expert", pendulum.noisy(0.0)),
+    )
 
 
-for _level, _make in (("random", lambda: pendulum.uniform),
-                      ("medium", lambda: pendulum.noisy(pendulum.LEVEL_NOISE["medium"])),
-                      ("expert", lambda: pendulum.noisy(pendulum.LEVEL_NOISE["expert"]))):
-    register_dataset(DatasetRecipe(
-        name=f"pendulum-{_level}-v0",
-        env_id="Pendulum-v1",
-        minari_id=f"rlreg/pendulum/{_level}-v0",
-        behaviour=_make,
-        reference=_pendulum_refs,
-        default_size=100_000,
-        description=f"Pendulum-v1, swing-up controller ({_level}); see envs/datasets/pendulum.py",
-        num_envs=50,
-    ))
+for _level, _make in (
+    ("random", lambda: pendulum.uniform),
+    ("medium", lambda: pendulum.noisy(pendulum.LEVEL_NOISE["medium"])),
+    ("expert", lambda: pendulum.noisy(pendulum.LEVEL_NOISE["expert"])),
+):
+    register_dataset(
+        DatasetRecipe(
+            name=f"pendulum-{_level}-v0",
+            env_id="Pendulum-v1",
+            minari_id=f"rlreg/pendulum/{_level}-v0",
+            behaviour=_make,
+            reference=_pendulum_refs,
+            default_size=100_000,
+            description=f"Pendulum-v1, swing-up controller ({_level}); see envs/datasets/pendulum.py",
+            num_envs=50,
+        )
+    )
 
 
 # ---------------------------------------------------------------------- making
@@ -192,10 +199,16 @@ def make_dataset(
         raise _unknown_name(name)
     recipe = DATASETS[name]
     size = recipe.default_size if size is None else size
-    check(isinstance(size, int) and size > 0, f"--size must be a positive integer, got {size!r}",
-          "pass --size N with N >= 1")
-    check(isinstance(seed, int) and seed >= 0, f"--seed must be a non-negative integer, got {seed!r}",
-          "pass --seed S with S >= 0")
+    check(
+        isinstance(size, int) and size > 0,
+        f"--size must be a positive integer, got {size!r}",
+        "pass --size N with N >= 1",
+    )
+    check(
+        isinstance(seed, int) and seed >= 0,
+        f"--seed must be a non-negative integer, got {seed!r}",
+        "pass --seed S with S >= 0",
+    )
     root = Path(root) if root is not None else minari_root()
     dataset_id = _minari_id(recipe, size, seed)
     target = root / dataset_id
@@ -213,29 +226,56 @@ def make_dataset(
         bar = tqdm(total=size, desc=f"making {name}", unit="tr", dynamic_ncols=True)
     t0 = time.perf_counter()
     try:
-        episodes = collect_episodes(recipe.env_id, recipe.behaviour(), size, seed, recipe.num_envs,
-                                    recipe.env_kwargs, progress=bar.update if bar else None)
+        episodes = collect_episodes(
+            recipe.env_id,
+            recipe.behaviour(),
+            size,
+            seed,
+            recipe.num_envs,
+            recipe.env_kwargs,
+            progress=bar.update if bar else None,
+        )
     finally:
         if bar is not None:
             bar.close()
     ref_min, ref_max = recipe.reference()
     env = gym.make(recipe.env_id, **recipe.env_kwargs)
-    info = DatasetInfo(name=name, env_id=recipe.env_id, ref_min_score=ref_min, ref_max_score=ref_max,
-                       normalizer="rlreg", source=dataset_id)
+    info = DatasetInfo(
+        name=name,
+        env_id=recipe.env_id,
+        ref_min_score=ref_min,
+        ref_max_score=ref_max,
+        normalizer="rlreg",
+        source=dataset_id,
+    )
     digest = episodes_to_transitions(episodes, info).digest()
 
     root.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix=".making-", dir=root))
     try:
         write_minari(
-            dataset_id, episodes, root=tmp_root, env_id=recipe.env_id,
-            observation_space=env.observation_space, action_space=env.action_space,
-            ref_min_score=ref_min, ref_max_score=ref_max, algorithm_name=f"rlreg:{name}",
+            dataset_id,
+            episodes,
+            root=tmp_root,
+            env_id=recipe.env_id,
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            ref_min_score=ref_min,
+            ref_max_score=ref_max,
+            algorithm_name=f"rlreg:{name}",
             description=recipe.description,
         )
-        record = {"name": name, "size": size, "seed": seed, "digest": digest, "env_id": recipe.env_id,
-                  "episodes": len(episodes), "ref_min_score": ref_min, "ref_max_score": ref_max,
-                  "seconds": round(time.perf_counter() - t0, 2)}
+        record = {
+            "name": name,
+            "size": size,
+            "seed": seed,
+            "digest": digest,
+            "env_id": recipe.env_id,
+            "episodes": len(episodes),
+            "ref_min_score": ref_min,
+            "ref_max_score": ref_max,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
         _record_path(tmp_root, dataset_id).write_text(json.dumps(record, indent=2))
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp_root / dataset_id, target)
@@ -247,10 +287,13 @@ def make_dataset(
 
 def load_dataset(spec: str, progress: bool = False) -> Transitions:
     """Resolve a dataset SPEC (see module docstring) to :class:`Transitions` with its info."""
-    check(isinstance(spec, str) and spec.strip() != "", "empty dataset spec",
-          "pass --dataset NAME, d4rl:PATH.hdf5 or minari:ID")
+    check(
+        isinstance(spec, str) and spec.strip() != "",
+        "empty dataset spec",
+        "pass --dataset NAME, d4rl:PATH.hdf5 or minari:ID",
+    )
     if spec.startswith("d4rl:"):
-        path = spec[len("d4rl:"):]
+        path = spec[len("d4rl:") :]
         t = read_d4rl_hdf5(path)
         if t.info.env_id is None:
             env_id = env_id_for_dataset(Path(path).stem)
@@ -260,7 +303,7 @@ def load_dataset(spec: str, progress: bool = False) -> Transitions:
                 t.info = replace(t.info, env_id=env_id)
         return t
     if spec.startswith("minari:"):
-        return load_minari(spec[len("minari:"):])
+        return load_minari(spec[len("minari:") :])
     if spec not in DATASETS:
         raise _unknown_name(spec)
     dataset_id = make_dataset(spec, progress=progress)
@@ -279,9 +322,16 @@ def dataset_status(root: str | os.PathLike | None = None) -> list[dict[str, Any]
         r = DATASETS[name]
         done = _is_complete(root, r.minari_id)
         rec = json.loads(_record_path(root, r.minari_id).read_text()) if done else {}
-        rows.append({"name": name, "env_id": r.env_id, "made": done,
-                     "size": rec.get("size", r.default_size), "minari_id": r.minari_id,
-                     "path": str(root / r.minari_id) if done else ""})
+        rows.append(
+            {
+                "name": name,
+                "env_id": r.env_id,
+                "made": done,
+                "size": rec.get("size", r.default_size),
+                "minari_id": r.minari_id,
+                "path": str(root / r.minari_id) if done else "",
+            }
+        )
     return rows
 
 
@@ -292,9 +342,16 @@ def export_d4rl(name: str, path: str | os.PathLike, size: int | None = None, see
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_d4rl_hdf5(
-        path, observations=t.observations, actions=t.actions, rewards=t.rewards,
-        terminals=t.terminals, timeouts=t.timeouts, next_observations=t.next_observations,
-        env_id=t.info.env_id, ref_min_score=t.info.ref_min_score, ref_max_score=t.info.ref_max_score,
+        path,
+        observations=t.observations,
+        actions=t.actions,
+        rewards=t.rewards,
+        terminals=t.terminals,
+        timeouts=t.timeouts,
+        next_observations=t.next_observations,
+        env_id=t.info.env_id,
+        ref_min_score=t.info.ref_min_score,
+        ref_max_score=t.info.ref_max_score,
         normalizer="rlreg",
     )
     return path

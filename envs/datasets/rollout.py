@@ -32,9 +32,13 @@ def collect_episodes(
     ``truncations`` (T each).
     """
     rng = np.random.default_rng(seed)
-    env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                       vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP},
-                       **(env_kwargs or {}))
+    env = gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP},
+        **(env_kwargs or {}),
+    )
     try:
         obs, _ = env.reset(seed=[seed * 1000 + i for i in range(num_envs)])
         bufs: list[dict[str, list]] = [_new_buffer(obs[i]) for i in range(num_envs)]
@@ -62,20 +66,26 @@ def collect_episodes(
                         progress(len(ep["rewards"]))
             resetting = term | trunc
             obs = next_obs
-        # cut to the exact size
-        excess = total - num_transitions
-        if excess > 0:
-            last = done_eps[-1]
-            keep = len(last["rewards"]) - excess
-            if keep <= 0:
-                done_eps.pop()
+        # keep episodes in finishing order up to the exact size; cut the last one (marked truncated)
+        kept: list[Episode] = []
+        remaining = num_transitions
+        for ep in done_eps:
+            n = len(ep["rewards"])
+            if n <= remaining:
+                kept.append(ep)
+                remaining -= n
             else:
-                cut = {k: v[: keep + 1] if k == "observations" else v[:keep] for k, v in last.items()}
-                cut["terminations"] = cut["terminations"].copy()
-                cut["truncations"] = cut["truncations"].copy()
+                cut = {
+                    k: v[: remaining + 1] if k == "observations" else v[:remaining].copy()
+                    for k, v in ep.items()
+                }
                 cut["terminations"][-1] = False
                 cut["truncations"][-1] = True
-                done_eps[-1] = cut
+                kept.append(cut)
+                remaining = 0
+            if remaining == 0:
+                break
+        done_eps = kept
         return done_eps
     finally:
         env.close()

@@ -324,8 +324,11 @@ class TransitionStore:
         return self.split(self.data.index_select(0, idx))
 
     def state_dict(self) -> dict:
-        return {"data": self.data[: self.size].cpu() if self.size < self.capacity else self.data.cpu(),
-                "size": self.size, "pos": self.pos}
+        return {
+            "data": self.data[: self.size].cpu() if self.size < self.capacity else self.data.cpu(),
+            "size": self.size,
+            "pos": self.pos,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         data = state["data"]

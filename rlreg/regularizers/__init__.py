@@ -9,8 +9,8 @@ from rlreg.regularizers.base import (
     SetupSource,
     Terms,
     make_regularizer,
-    regularizer_names,
     register,
+    regularizer_names,
 )
 from rlreg.regularizers.bc import BC, BCConfig
 

@@ -221,8 +221,11 @@ class Regularizer:
             "resume with the same regularizers, in the same order, as the run that saved it",
         )
         missing = set(self.modules) ^ set(state.get("modules", {}))
-        check(not missing, f"regularizer '{self.name}': module keys differ from the checkpoint: {sorted(missing)}",
-              "resume with the same regularizer configuration")
+        check(
+            not missing,
+            f"regularizer '{self.name}': module keys differ from the checkpoint: {sorted(missing)}",
+            "resume with the same regularizer configuration",
+        )
         for k, m in self.modules.items():
             m.load_state_dict(state["modules"][k])
         for k, o in self.optimizers.items():

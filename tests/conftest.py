@@ -1,0 +1,58 @@
+"""Shared fixtures: an isolated RLREG_HOME with a small Pendulum dataset made once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def rlreg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RLREG_HOME pointing at a session temp folder (nothing is written to the user's home)."""
+    home = tmp_path_factory.mktemp("rlreg_home")
+    old = os.environ.get("RLREG_HOME")
+    os.environ["RLREG_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("RLREG_HOME", None)
+    else:
+        os.environ["RLREG_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def pendulum_medium(rlreg_home: Path) -> str:
+    """The registered pendulum-medium-v0 dataset, made once (≈4 s); returns its name."""
+    from envs.datasets import make_dataset
+
+    make_dataset("pendulum-medium-v0")
+    return "pendulum-medium-v0"
+
+
+def random_batch(n: int = 32, obs_dim: int = 5, act_dim: int = 2, seed: int = 0):
+    """A fixed synthetic TensorBatch."""
+    from rlreg.data.transitions import TensorBatch
+
+    g = torch.Generator().manual_seed(seed)
+    return TensorBatch(
+        torch.randn(n, obs_dim, generator=g),
+        torch.rand(n, act_dim, generator=g) * 2 - 1,
+        torch.randn(n, generator=g),
+        torch.randn(n, obs_dim, generator=g),
+        (torch.rand(n, generator=g) < 0.1).float(),
+    )
+
+
+def unit_box(act_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    return -np.ones(act_dim, np.float32), np.ones(act_dim, np.float32)
+
+
+@pytest.fixture
+def make_batch():
+    """Factory for fixed synthetic batches: ``make_batch(n, obs_dim, act_dim, seed)``."""
+    return random_batch

@@ -1,0 +1,96 @@
+"""The locally made dataset suite: determinism, completeness, formats, status, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from envs.datasets import (
+    dataset_status,
+    episodes_to_transitions,
+    export_d4rl,
+    load_dataset,
+    make_dataset,
+    pendulum,
+)
+from envs.datasets.rollout import collect_episodes
+from rlreg.data.d4rl import read_d4rl_hdf5
+from rlreg.data.minari_io import load_minari
+from rlreg.data.transitions import DatasetInfo
+from rlreg.errors import RlregError
+
+
+def test_generation_is_deterministic(tmp_path):
+    digests = []
+    for sub in ("a", "b"):
+        root = tmp_path / sub
+        ds_id = make_dataset("pendulum-expert-v0", size=700, seed=5, root=root)
+        digests.append(json.loads((root / ds_id / "rlreg.json").read_text())["digest"])
+        t = load_minari(ds_id, root=root)
+        assert t.digest() == digests[-1]
+        assert len(t) == 700
+    assert digests[0] == digests[1]
+    other = make_dataset("pendulum-expert-v0", size=700, seed=6, root=tmp_path / "c")
+    assert json.loads((tmp_path / "c" / other / "rlreg.json").read_text())["digest"] != digests[0]
+
+
+def test_episode_layout_and_exact_size():
+    eps = collect_episodes("Pendulum-v1", pendulum.uniform, 450, seed=0, num_envs=3)
+    assert sum(len(e["rewards"]) for e in eps) == 450
+    for e in eps:
+        assert len(e["observations"]) == len(e["actions"]) + 1
+        assert e["truncations"][-1] and not e["truncations"][:-1].any()  # Pendulum only times out
+        assert not e["terminations"].any()
+    t = episodes_to_transitions(eps, DatasetInfo(name="x"))
+    assert t.episode_starts.sum() == len(eps)
+    np.testing.assert_array_equal(t.next_observations[0], eps[0]["observations"][1])
+
+
+def test_incomplete_folder_is_remade(tmp_path, capsys):
+    root = tmp_path / "m"
+    ds_id = make_dataset("pendulum-random-v0", size=300, root=root)
+    (root / ds_id / "rlreg.json").unlink()  # as if the process died before finishing
+    again = make_dataset("pendulum-random-v0", size=300, root=root)
+    assert "incomplete" in capsys.readouterr().out
+    assert (root / again / "rlreg.json").is_file()
+
+
+def test_minari_and_d4rl_exports_agree(rlreg_home, tmp_path):
+    make_dataset("pendulum-expert-v0", size=1000, seed=1)
+    path = export_d4rl("pendulum-expert-v0", tmp_path / "p.hdf5", size=1000, seed=1)
+    m = load_minari("rlreg/pendulum/expert-size1000-seed1-v0", root=rlreg_home / "minari")
+    d = read_d4rl_hdf5(path)
+    # the D4RL reader follows qlearning_dataset: timeout transitions and the final row are dropped
+    keep = ~m.timeouts
+    keep[-1] = False
+    np.testing.assert_array_equal(d.observations, m.observations[keep])
+    np.testing.assert_array_equal(d.next_observations, m.next_observations[keep])
+    np.testing.assert_array_equal(d.actions, m.actions[keep])
+    np.testing.assert_array_equal(d.rewards, m.rewards[keep])
+    assert d.info.env_id == m.info.env_id == "Pendulum-v1"
+    assert (d.info.ref_min_score, d.info.ref_max_score) == (m.info.ref_min_score, m.info.ref_max_score)
+
+
+def test_reference_scores_bracket_the_levels(pendulum_medium):
+    t = load_dataset(pendulum_medium)
+    lo, hi = t.info.ref_min_score, t.info.ref_max_score
+    assert lo < -1000 and -250 < hi < -100
+    medium = t.info.normalized_score(float(t.episode_returns().mean()))
+    assert 20 < medium < 80
+
+
+def test_status_lists_the_suite(pendulum_medium):
+    rows = {r["name"]: r for r in dataset_status()}
+    assert rows["pendulum-medium-v0"]["made"] is True
+    assert {"pendulum-random-v0", "pendulum-expert-v0"} <= set(rows)
+
+
+def test_bad_names_and_sizes():
+    with pytest.raises(RlregError, match="(?s)unknown dataset 'pendulum-hard-v0'.*pendulum-medium-v0"):
+        make_dataset("pendulum-hard-v0")
+    with pytest.raises(RlregError, match="--size"):
+        make_dataset("pendulum-medium-v0", size=0)
+    with pytest.raises(RlregError, match="--size"):
+        make_dataset("pendulum-medium-v0", size=-5)
