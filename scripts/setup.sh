@@ -11,9 +11,12 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 extra="mujoco"
 [ "${1:-}" = "dev" ] && extra="dev"
-pipq=(-m pip install -q --disable-pip-version-check --progress-bar off)
+pip_install() {  # quiet pip; drops this machine's harmless "Location ... is ignored" index warnings
+  "$VPY" -m pip install -q --disable-pip-version-check --progress-bar off "$@" 2> >(grep -v "^WARNING: Location" >&2)
+}
 
-if [ ! -x .venv/bin/python ]; then
+VPY=.venv/bin/python
+if [ ! -x "$VPY" ]; then
   if "$PY" -c "import torch" >/dev/null 2>&1; then
     echo "setup: keeping the torch of $PY ($("$PY" -c 'import torch; print(torch.__version__)'))"
     "$PY" -m venv --system-site-packages .venv
@@ -21,16 +24,15 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
   fi
 fi
-VPY=.venv/bin/python
 if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "setup: NVIDIA GPU found, installing torch with CUDA"
-    "$VPY" "${pipq[@]}" "${RLREG_TORCH_SPEC:-torch}"
+    pip_install "${RLREG_TORCH_SPEC:-torch}"
   else
     echo "setup: no GPU, installing the CPU build of torch"
-    "$VPY" "${pipq[@]}" "${RLREG_TORCH_SPEC:-torch==2.13.0}"
+    pip_install "${RLREG_TORCH_SPEC:-torch==2.13.0}"
   fi
 fi
 echo "setup: installing rlreg[$extra]"
-"$VPY" "${pipq[@]}" -e ".[$extra]" 2> >(grep -v "^WARNING: Location" >&2)
+pip_install -e ".[$extra]"
 echo "setup: done ($("$VPY" -c 'import torch, rlreg; print("rlreg", rlreg.__version__, "torch", torch.__version__)'))"
