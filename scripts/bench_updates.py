@@ -1,0 +1,137 @@
+"""TD3+BC gradient updates per second: rlreg vs Stable-Baselines3 ``TD3.train()``, one process.
+
+Both learners get the same synthetic D4RL-sized data (``--size`` transitions, Hopper-like shapes by
+default), batch 256, 2×256 MLPs, twin critics, policy delay 2, on the same device and thread count.
+Runs alternate (rlreg, SB3, rlreg, SB3, ...) so machine noise hits both; the median of the repeats
+is reported. SB3 has no BC term, so it does slightly less work than ours.
+
+    python scripts/bench_updates.py                      # CPU, 2 threads
+    python scripts/bench_updates.py --device cuda --updates 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+
+def synthetic(size: int, obs_dim: int, act_dim: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "obs": rng.normal(size=(size, obs_dim)).astype(np.float32),
+        "act": rng.uniform(-1, 1, (size, act_dim)).astype(np.float32),
+        "rew": rng.normal(size=size).astype(np.float32),
+        "next_obs": rng.normal(size=(size, obs_dim)).astype(np.float32),
+        "done": (rng.uniform(size=size) < 0.005).astype(np.float32),
+    }
+
+
+def make_rlreg(data: dict[str, np.ndarray], device: str):
+    from agents.td3 import TD3Agent, TD3Config
+    from rlreg.data.transitions import TransitionStore
+    from rlreg.regularizers import BC
+
+    obs_dim, act_dim = data["obs"].shape[1], data["act"].shape[1]
+    store = TransitionStore(len(data["obs"]), obs_dim, act_dim, device)
+    store.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["done"])
+    agent = TD3Agent(TD3Config(alpha=2.5), obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim), [BC()],
+                     device=device, seed=0)
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            agent.update(store.sample(256, gen))
+
+    return run
+
+
+def make_sb3(data: dict[str, np.ndarray], device: str):
+    import gymnasium as gym
+    from stable_baselines3 import TD3
+
+    obs_dim, act_dim = data["obs"].shape[1], data["act"].shape[1]
+
+    class Env(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (act_dim,), np.float32)
+
+        def reset(self, seed=None, options=None):
+            return np.zeros(obs_dim, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(obs_dim, np.float32), 0.0, False, False, {}
+
+    n = len(data["obs"])
+    model = TD3("MlpPolicy", Env(), policy_kwargs={"net_arch": [256, 256]}, buffer_size=n, learning_starts=0,
+                batch_size=256, device=device, seed=0, verbose=0)
+    rb = model.replay_buffer
+    rb.observations[:, 0] = data["obs"]
+    rb.next_observations[:, 0] = data["next_obs"]
+    rb.actions[:, 0] = data["act"]
+    rb.rewards[:, 0] = data["rew"]
+    rb.dones[:, 0] = data["done"]
+    rb.pos, rb.full = 0, True
+    model._setup_learn(total_timesteps=1)  # sets up the logger that train() records into
+
+    def run(k: int) -> None:
+        model.train(gradient_steps=k, batch_size=256)
+
+    return run
+
+
+def timed(run, n: int, device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    run(n)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    p.add_argument("--updates", type=int, default=600, help="updates per timed run")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--size", type=int, default=1_000_000, help="dataset transitions")
+    p.add_argument("--obs-dim", type=int, default=11)
+    p.add_argument("--act-dim", type=int, default=3)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data = synthetic(args.size, args.obs_dim, args.act_dim)
+    runners = {"rlreg TD3+BC": make_rlreg(data, args.device), "SB3 TD3.train()": make_sb3(data, args.device)}
+    for run in runners.values():  # warm-up (allocator, lazy optimizer state, cuBLAS)
+        run(50)
+    results: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(args.repeats):
+        for name, run in runners.items():
+            results[name].append(timed(run, args.updates, args.device))
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{cpu}, {args.threads} threads"
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d} torch {torch.__version__}, device {args.device}: {dev}")
+    print(f"# obs {args.obs_dim}, act {args.act_dim}, batch 256, 2x256 MLPs, data {args.size}, "
+          f"{args.updates} updates x {args.repeats} repeats (median)")
+    med = {k: statistics.median(v) for k, v in results.items()}
+    for name, values in results.items():
+        print(f"{name:18s} {med[name]:9.1f} updates/s   (runs: {', '.join(f'{v:.0f}' for v in values)})")
+    ours, sb3 = med["rlreg TD3+BC"], med["SB3 TD3.train()"]
+    print(f"ratio rlreg / SB3: {ours / sb3:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
