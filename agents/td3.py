@@ -35,8 +35,10 @@ import torch
 
 from rlreg.data.transitions import TensorBatch
 from rlreg.errors import RlregError, check
-from rlreg.nets import Actor, Critic
+from rlreg.nets import Actor, Critic, FlatAdam, mlp_backward, mlp_forward
 from rlreg.regularizers.base import CriticContext, Regularizer, SetupSource
+
+_tanh_bw = torch.ops.aten.tanh_backward
 
 __all__ = ["TD3Agent", "TD3Config"]
 
@@ -135,14 +137,6 @@ class _View:
         return (self._agent.critic_target if target else self._agent.critic).q1(obs, act)
 
 
-def _adam(params: Sequence[torch.nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:
-    # The fused kernel runs Adam for all tensors in one op; same math as the default implementation.
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):  # pragma: no cover - old torch / unsupported device
-        return torch.optim.Adam(params, lr=lr, foreach=True)
-
-
 class TD3Agent:
     """TD3 with regularizer hooks. ``update(batch)`` is one gradient step; ``act`` acts."""
 
@@ -188,6 +182,11 @@ class TD3Agent:
                 "choose an agent of a family the regularizer supports",
             )
         self._need_features = any(r.needs_critic_features for r in self.regularizers)
+        # Without critic terms the critic loss is plain TD error: its gradient w.r.t. Q is written
+        # out and the critic runs without autograd (same gradients, far less overhead).
+        self._autograd_critic = self._need_features or any(
+            type(r).critic_terms is not Regularizer.critic_terms for r in self.regularizers
+        )
 
         torch.manual_seed(seed)  # network initialisation
         c = config
@@ -197,12 +196,11 @@ class TD3Agent:
         self.critic = Critic(obs_dim, act_dim, c.critic_hidden, c.n_critics).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self._actor_params = list(self.actor.parameters())
-        self._critic_params = list(self.critic.parameters())
-        self._online = self._actor_params + self._critic_params
-        self._targets = list(self.actor_target.parameters()) + list(self.critic_target.parameters())
-        self.actor_opt = _adam(self._actor_params, c.actor_lr, self.device)
-        self.critic_opt = _adam(self._critic_params, c.critic_lr, self.device)
+        # each network is one flat parameter: one fused Adam op per step, one lerp_ for all targets
+        self._online = [self.actor.net.flat, self.critic.net.flat]
+        self._targets = [self.actor_target.net.flat, self.critic_target.net.flat]
+        self.actor_opt = FlatAdam(self.actor.net.flat, c.actor_lr)
+        self.critic_opt = FlatAdam(self.critic.net.flat, c.critic_lr)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed + 1)
         self.num_updates = 0
@@ -228,15 +226,20 @@ class TD3Agent:
 
         # -------- critic target (no grad)
         with torch.no_grad():
-            next_act = self.actor_target(next_obs)
+            next_act = self._squash(mlp_forward(self.actor_target.net, next_obs)[0])
             if c.policy_noise > 0:
                 eps = torch.randn(next_act.shape, device=self.device, generator=self.gen)
-                eps = (eps * c.policy_noise).clamp_(-c.noise_clip, c.noise_clip) * self._half
-                next_act = torch.clamp(next_act + eps, self.action_low, self.action_high)
+                eps = (eps * c.policy_noise).clamp_(-c.noise_clip, c.noise_clip)
+                next_act = torch.clamp(
+                    next_act + (eps if self.actor._unit else eps * self._half),
+                    self.action_low,
+                    self.action_high,
+                )
             if self._need_features:
                 next_q, next_target_features = self.critic_target.forward_features(next_obs, next_act)
             else:
-                next_q, next_target_features = self.critic_target(next_obs, next_act), None
+                y, _ = mlp_forward(self.critic_target.net, torch.cat([next_obs, next_act], dim=-1))
+                next_q, next_target_features = y.reshape(c.n_critics, -1), None
             target = rew + c.gamma * (1.0 - done) * next_q.amin(0)
             weights = None
             for r in regs:
@@ -247,6 +250,59 @@ class TD3Agent:
                     weights = w if weights is None else weights * w
 
         # -------- critic loss and step
+        if self._autograd_critic:
+            self._critic_step_autograd(batch, target, weights, next_target_features, metrics)
+        else:
+            self._critic_step(obs, act, target, weights, metrics)
+
+        for r in regs:
+            for k, v in r.update_extras(batch, self.view).items():
+                metrics[f"reg/{r.name}/{k}"] = v
+
+        # -------- delayed actor and targets
+        if self.num_updates % c.policy_freq == 0:
+            self._actor_step(batch, metrics)
+            with torch.no_grad():
+                torch._foreach_lerp_(self._targets, self._online, c.tau)
+        return metrics
+
+    def _squash(self, z: torch.Tensor) -> torch.Tensor:
+        a = torch.tanh(z)
+        return a if self.actor._unit else torch.addcmul(self.actor.act_mid, self.actor.act_scale, a)
+
+    def _critic_step(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        target: torch.Tensor,
+        weights: torch.Tensor | None,
+        metrics: dict[str, torch.Tensor],
+    ) -> None:
+        """L = Σ_i mean_B w (Q_i − y)²; dL/dQ_i = 2 w (Q_i − y) / B, backpropagated by hand."""
+        net = self.critic.net
+        with torch.no_grad():
+            x = torch.cat([obs, act], dim=-1)
+            y, hs = mlp_forward(net, x)
+            q = y.reshape(self.critic.n_heads, -1)
+            diff = q - target
+            wdiff = diff if weights is None else diff * weights
+            loss = (wdiff * diff).mean(1).sum()
+            _, grad = mlp_backward(net, x, hs, (wdiff * (2.0 / diff.shape[1])).reshape(y.shape))
+        metrics["train/critic_loss"] = loss
+        metrics["train/q_mean"] = q.mean()
+        net.flat.grad = grad
+        self.critic_opt.step(grad)
+
+    def _critic_step_autograd(
+        self,
+        batch: TensorBatch,
+        target: torch.Tensor,
+        weights: torch.Tensor | None,
+        next_target_features: torch.Tensor | None,
+        metrics: dict[str, torch.Tensor],
+    ) -> None:
+        """Critic step when regularizers add critic terms (they may need Q's features)."""
+        obs, act, _, next_obs, _ = batch
         if self._need_features:
             q, features = self.critic.forward_features(obs, act)
             with torch.no_grad():
@@ -257,44 +313,47 @@ class TD3Agent:
         critic_loss = (sq if weights is None else sq * weights).mean(1).sum()
         metrics["train/critic_loss"] = critic_loss.detach()
         metrics["train/q_mean"] = q.detach().mean()
-        if regs:
-            ctx = CriticContext(q, target, features, next_features, next_target_features)
-            for r in regs:
-                terms = r.critic_terms(batch, ctx, self.view)
-                critic_loss = _add_terms(critic_loss, terms, r.name, metrics)
-        self._step(self.critic_opt, critic_loss, self._critic_params)
+        ctx = CriticContext(q, target, features, next_features, next_target_features)
+        for r in self.regularizers:
+            critic_loss = _add_terms(critic_loss, r.critic_terms(batch, ctx, self.view), r.name, metrics)
+        self._step(self.critic_opt, critic_loss)
 
-        for r in regs:
-            for k, v in r.update_extras(batch, self.view).items():
-                metrics[f"reg/{r.name}/{k}"] = v
-
-        # -------- delayed actor and targets
-        if self.num_updates % c.policy_freq == 0:
-            pi = self.actor(obs)
-            q_pi = self.critic.q1(obs, pi)
-            if c.alpha is None:
-                actor_loss = -q_pi.mean()
-            else:
-                lam = c.alpha / q_pi.abs().mean().detach()  # detached: a scale, not an objective
-                actor_loss = -lam * q_pi.mean()
-                metrics["train/lambda"] = lam
-            metrics["train/actor_q_loss"] = actor_loss.detach()
-            for r in regs:
-                actor_loss = _add_terms(actor_loss, r.actor_terms(batch, pi, self.view), r.name, metrics)
-            metrics["train/actor_loss"] = actor_loss.detach()
-            self._step(self.actor_opt, actor_loss, self._actor_params)
-            with torch.no_grad():
-                torch._foreach_lerp_(self._targets, self._online, c.tau)
-        return metrics
+    def _actor_step(self, batch: TensorBatch, metrics: dict[str, torch.Tensor]) -> None:
+        """π(s) is computed without autograd and enters the loss as a leaf: every actor term reaches
+        the actor through π(s) (the hook contract), so dL/dπ backpropagated by hand through the
+        actor is the exact gradient."""
+        c, actor = self.config, self.actor
+        obs = batch.observations
+        with torch.no_grad():
+            z, hs = mlp_forward(actor.net, obs)
+            t = torch.tanh(z)
+            pi = t if actor._unit else torch.addcmul(actor.act_mid, actor.act_scale, t)
+        pi.requires_grad_(True)
+        q_pi = self.critic.q1(obs, pi)
+        if c.alpha is None:
+            actor_loss = -q_pi.mean()
+        else:
+            lam = c.alpha / q_pi.abs().mean().detach()  # detached: a scale, not an objective
+            actor_loss = -lam * q_pi.mean()
+            metrics["train/lambda"] = lam
+        metrics["train/actor_q_loss"] = actor_loss.detach()
+        for r in self.regularizers:
+            actor_loss = _add_terms(actor_loss, r.actor_terms(batch, pi, self.view), r.name, metrics)
+        metrics["train/actor_loss"] = actor_loss.detach()
+        (g_pi,) = torch.autograd.grad(actor_loss, [pi])
+        with torch.no_grad():
+            g_t = g_pi if actor._unit else g_pi * actor.act_scale
+            _, grad = mlp_backward(actor.net, obs, hs, _tanh_bw(g_t, t))
+        actor.net.flat.grad = grad
+        self.actor_opt.step(grad)
 
     @staticmethod
-    def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.nn.Parameter]) -> None:
-        # Gradients of this loss w.r.t. these parameters only: the critic's weights get no gradient
-        # from the actor loss (TD3 discards it anyway) and no memory is spent on it.
-        grads = torch.autograd.grad(loss, params)
-        for p, g in zip(params, grads):
-            p.grad = g
-        opt.step()
+    def _step(opt: FlatAdam, loss: torch.Tensor) -> None:
+        # Gradient of this loss w.r.t. this network only: the critic's weights get no gradient from
+        # the actor loss (TD3 discards it anyway; Q1 treats them as constants) and none is computed.
+        (grad,) = torch.autograd.grad(loss, [opt.param])
+        opt.param.grad = grad  # kept for inspection (tests); the step uses ``grad`` directly
+        opt.step(grad)
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()

@@ -40,8 +40,16 @@ def make_rlreg(data: dict[str, np.ndarray], device: str):
     obs_dim, act_dim = data["obs"].shape[1], data["act"].shape[1]
     store = TransitionStore(len(data["obs"]), obs_dim, act_dim, device)
     store.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["done"])
-    agent = TD3Agent(TD3Config(alpha=2.5), obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim), [BC()],
-                     device=device, seed=0)
+    agent = TD3Agent(
+        TD3Config(alpha=2.5),
+        obs_dim,
+        act_dim,
+        -np.ones(act_dim),
+        np.ones(act_dim),
+        [BC()],
+        device=device,
+        seed=0,
+    )
     gen = torch.Generator(device=device).manual_seed(0)
 
     def run(n: int) -> None:
@@ -68,8 +76,17 @@ def make_sb3(data: dict[str, np.ndarray], device: str):
             return np.zeros(obs_dim, np.float32), 0.0, False, False, {}
 
     n = len(data["obs"])
-    model = TD3("MlpPolicy", Env(), policy_kwargs={"net_arch": [256, 256]}, buffer_size=n, learning_starts=0,
-                batch_size=256, device=device, seed=0, verbose=0)
+    model = TD3(
+        "MlpPolicy",
+        Env(),
+        policy_kwargs={"net_arch": [256, 256]},
+        buffer_size=n,
+        learning_starts=0,
+        batch_size=256,
+        device=device,
+        seed=0,
+        verbose=0,
+    )
     rb = model.replay_buffer
     rb.observations[:, 0] = data["obs"]
     rb.next_observations[:, 0] = data["next_obs"]
@@ -124,8 +141,10 @@ def main() -> None:
         pass
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{cpu}, {args.threads} threads"
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d} torch {torch.__version__}, device {args.device}: {dev}")
-    print(f"# obs {args.obs_dim}, act {args.act_dim}, batch 256, 2x256 MLPs, data {args.size}, "
-          f"{args.updates} updates x {args.repeats} repeats (median)")
+    print(
+        f"# obs {args.obs_dim}, act {args.act_dim}, batch 256, 2x256 MLPs, data {args.size}, "
+        f"{args.updates} updates x {args.repeats} repeats (median)"
+    )
     med = {k: statistics.median(v) for k, v in results.items()}
     for name, values in results.items():
         print(f"{name:18s} {med[name]:9.1f} updates/s   (runs: {', '.join(f'{v:.0f}' for v in values)})")

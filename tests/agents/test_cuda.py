@@ -22,8 +22,13 @@ def agent_on(device: str, **cfg) -> TD3Agent:
 def synthetic_store(device: str, n: int = 10_000) -> TransitionStore:
     rng = np.random.default_rng(0)
     store = TransitionStore(n, S, A, device)
-    store.add(rng.normal(size=(n, S)), rng.uniform(-1, 1, (n, A)), rng.normal(size=n),
-              rng.normal(size=(n, S)), rng.uniform(size=n) < 0.01)
+    store.add(
+        rng.normal(size=(n, S)),
+        rng.uniform(-1, 1, (n, A)),
+        rng.normal(size=n),
+        rng.normal(size=(n, S)),
+        rng.uniform(size=n) < 0.01,
+    )
     return store
 
 
