@@ -281,7 +281,7 @@ class TD3Agent:
         """L = Σ_i mean_B w (Q_i − y)²; dL/dQ_i = 2 w (Q_i − y) / B, backpropagated by hand."""
         net = self.critic.net
         with torch.no_grad():
-            x = torch.cat([obs, act], dim=-1)
+            x = _joined(obs, act)
             y, hs = mlp_forward(net, x)
             q = y.reshape(self.critic.n_heads, -1)
             diff = q - target
@@ -409,6 +409,22 @@ class TD3Agent:
             r.load_state_dict(s)
         self.num_updates = int(state["num_updates"])
         self.gen.set_state(state["gen"].to("cpu") if hasattr(state["gen"], "to") else state["gen"])
+
+
+def _joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``cat([a, b], -1)``, as a zero-copy view when ``b``'s columns follow ``a``'s in the same rows
+    (true for batches from :class:`~rlreg.data.transitions.TransitionStore`)."""
+    if (
+        a.dim() == 2
+        and b.dim() == 2
+        and a.stride() == b.stride()
+        and a.stride(1) == 1
+        and a.dtype == b.dtype
+        and b.data_ptr() == a.data_ptr() + a.shape[1] * a.element_size()
+        and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    ):
+        return a.as_strided((a.shape[0], a.shape[1] + b.shape[1]), a.stride())
+    return torch.cat([a, b], dim=-1)
 
 
 def _add_terms(loss: torch.Tensor, terms: Any, name: str, metrics: dict[str, torch.Tensor]) -> torch.Tensor:

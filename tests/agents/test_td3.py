@@ -265,3 +265,16 @@ def test_asymmetric_action_box_is_respected(make_batch):
 def test_bad_hyper_parameters_are_rejected(field, value):
     with pytest.raises(RlregError, match=field):
         make_agent(**{field: value})
+
+
+def test_joined_is_a_view_only_for_adjacent_columns():
+    from agents.td3 import _joined
+
+    rows = torch.randn(4, 7)
+    obs, act, rest = torch.split(rows, (3, 2, 2), dim=1)
+    j = _joined(obs, act)
+    assert torch.equal(j, torch.cat([obs, act], 1)) and j.data_ptr() == rows.data_ptr()
+    j2 = _joined(obs, rest)  # not adjacent: a real concatenation
+    assert torch.equal(j2, torch.cat([obs, rest], 1)) and j2.data_ptr() != rows.data_ptr()
+    a, b = torch.randn(4, 3), torch.randn(4, 2)
+    assert torch.equal(_joined(a, b), torch.cat([a, b], 1))

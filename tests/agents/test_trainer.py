@@ -248,3 +248,39 @@ def test_out_folder_with_a_run_is_refused(pendulum_medium, tmp_path):
     train(cfg, tmp_path / "x", progress=False)
     with pytest.raises(RlregError, match="already holds a run"):
         train(cfg, tmp_path / "x", progress=False)
+
+
+def test_online_td3_collects_learns_and_resumes(tmp_path):
+    out = tmp_path / "online"
+    args = [
+        "train",
+        "td3",
+        "--env",
+        "Pendulum-v1",
+        "--steps",
+        "300",
+        "--eval-every",
+        "300",
+        "--eval-episodes",
+        "2",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--set",
+        "train.learning_starts=100",
+        "--set",
+        "train.log_every=100",
+        "--set",
+        "actor_hidden=[32]",
+        "--set",
+        "critic_hidden=[32]",
+    ]
+    assert main(args) == 0
+    rows = read_csv(out / "metrics.csv")
+    assert [r["step"] for r in rows] == ["100", "200", "300"]
+    assert rows[0]["train/critic_loss"] == "" and rows[1]["train/critic_loss"] != ""  # updates start at 100
+    assert rows[1]["rollout/episode_return"] != ""  # Pendulum episodes end every 200 steps
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert len(state["replay"]["data"]) == 300 and state["agent"]["num_updates"] == 200
+    assert main(["train", "--resume", str(out), "--steps", "400", "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 400
