@@ -284,3 +284,31 @@ def test_online_td3_collects_learns_and_resumes(tmp_path):
     assert len(state["replay"]["data"]) == 300 and state["agent"]["num_updates"] == 200
     assert main(["train", "--resume", str(out), "--steps", "400", "--no-progress"]) == 0
     assert json.loads((out / "summary.json").read_text())["steps"] == 400
+
+
+def test_plain_d4rl_file_resolves_env_and_d4rl_scores_from_its_name(tmp_path):
+    import h5py
+
+    from envs.registry import env_id_for_dataset
+
+    assert env_id_for_dataset("halfcheetah-medium-expert-v2") == "HalfCheetah-v5"
+    assert env_id_for_dataset("walker2d_medium_replay_v2") == "Walker2d-v5"
+    assert env_id_for_dataset("unknown-thing") is None
+    rng = np.random.default_rng(0)
+    n = 120
+    path = tmp_path / "hopper-medium-v2.hdf5"
+    with h5py.File(path, "w") as f:  # written as D4RL's own files are: no rlreg attributes
+        f["observations"] = rng.normal(size=(n, 11)).astype(np.float32)
+        f["actions"] = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+        f["rewards"] = rng.normal(size=n).astype(np.float32)
+        f["terminals"] = np.zeros(n, bool)
+        f["timeouts"] = np.arange(n) % 40 == 39
+    cfg = resolve_config(
+        "td3bc",
+        f"d4rl:{path}",
+        device="cpu",
+        sets={"train.steps": "10", "train.eval_every": "10", "train.eval_episodes": "1"},
+    )
+    s = train(cfg, tmp_path / "run", progress=False)
+    assert s["env_id"] == "Hopper-v5" and s["normalizer"] == "d4rl-v2"
+    assert (s["ref_min_score"], s["ref_max_score"]) == (-20.272305, 3234.3)
