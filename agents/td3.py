@@ -328,19 +328,34 @@ class TD3Agent:
             z, hs = mlp_forward(actor.net, obs)
             t = torch.tanh(z)
             pi = t if actor._unit else torch.addcmul(actor.act_mid, actor.act_scale, t)
-        pi.requires_grad_(True)
-        q_pi = self.critic.q1(obs, pi)
-        if c.alpha is None:
-            actor_loss = -q_pi.mean()
-        else:
-            lam = c.alpha / q_pi.abs().mean().detach()  # detached: a scale, not an objective
-            actor_loss = -lam * q_pi.mean()
-            metrics["train/lambda"] = lam
-        metrics["train/actor_q_loss"] = actor_loss.detach()
-        for r in self.regularizers:
-            actor_loss = _add_terms(actor_loss, r.actor_terms(batch, pi, self.view), r.name, metrics)
-        metrics["train/actor_loss"] = actor_loss.detach()
-        (g_pi,) = torch.autograd.grad(actor_loss, [pi])
+            # Q1(s, π) by hand: dL_Q/dQ1 = -λ/B per sample is analytic, so its gradient w.r.t. π
+            # needs no autograd graph (critic weights are constants in the actor loss).
+            cnet = self.critic.net
+            x = torch.cat([obs, pi], dim=-1)
+            member = 0 if cnet.ensemble > 1 else None
+            y, qhs = mlp_forward(cnet, x, member=member)
+            q_pi = y.reshape(-1)
+            if c.alpha is None:
+                lam = torch.ones((), device=q_pi.device)
+            else:
+                lam = c.alpha / q_pi.abs().mean()  # a scale, not an objective (TD3+BC: detached)
+                metrics["train/lambda"] = lam
+            q_loss = -lam * q_pi.mean()
+            gy = (-lam / q_pi.shape[0]).expand(y.shape)
+            g_x, _ = mlp_backward(cnet, x, qhs, gy, need_x=True, need_w=False, member=member)
+            g_pi = g_x[:, obs.shape[1] :]
+        metrics["train/actor_q_loss"] = q_loss
+        actor_loss = q_loss
+        if self.regularizers:
+            pi.requires_grad_(True)
+            reg_loss = None
+            for r in self.regularizers:
+                reg_loss = _add_terms(reg_loss, r.actor_terms(batch, pi, self.view), r.name, metrics)
+            if reg_loss is not None:
+                actor_loss = q_loss + reg_loss.detach()
+                if reg_loss.requires_grad:
+                    g_pi = g_pi + torch.autograd.grad(reg_loss, [pi])[0]
+        metrics["train/actor_loss"] = actor_loss
         with torch.no_grad():
             g_t = g_pi if actor._unit else g_pi * actor.act_scale
             _, grad = mlp_backward(actor.net, obs, hs, _tanh_bw(g_t, t))
@@ -427,10 +442,13 @@ def _joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cat([a, b], dim=-1)
 
 
-def _add_terms(loss: torch.Tensor, terms: Any, name: str, metrics: dict[str, torch.Tensor]) -> torch.Tensor:
+def _add_terms(
+    loss: torch.Tensor | None, terms: Any, name: str, metrics: dict[str, torch.Tensor]
+) -> torch.Tensor | None:
+    """``loss + Σ terms.losses`` (``loss`` may be None); logs every term as ``reg/<name>/<term>``."""
     for k, v in terms.losses.items():
         metrics[f"reg/{name}/{k}"] = v.detach()
-        loss = loss + v
+        loss = v if loss is None else loss + v
     for k, v in terms.stats.items():
         metrics[f"reg/{name}/{k}"] = v
     return loss

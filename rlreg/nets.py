@@ -157,11 +157,12 @@ def _run(x: torch.Tensor, ws: list[torch.Tensor], n: int) -> tuple[torch.Tensor,
 
 
 def mlp_forward(
-    mlp: MLP, x: torch.Tensor, flat: torch.Tensor | None = None
+    mlp: MLP, x: torch.Tensor, flat: torch.Tensor | None = None, member: int | None = None
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Forward without autograd: the output and the saved post-ReLU activations for
-    :func:`mlp_backward`. ``flat`` defaults to ``mlp.flat`` (pass a target network's buffer)."""
-    return _run(x, _plan(mlp, mlp.flat if flat is None else flat, None), mlp.n_layers)
+    :func:`mlp_backward`. ``flat`` defaults to ``mlp.flat`` (pass a target network's buffer);
+    ``member`` runs one ensemble member alone."""
+    return _run(x, _plan(mlp, mlp.flat if flat is None else flat, member), mlp.n_layers)
 
 
 def mlp_backward(

@@ -2,8 +2,9 @@
 
 Both learners get the same synthetic D4RL-sized data (``--size`` transitions, Hopper-like shapes by
 default), batch 256, 2×256 MLPs, twin critics, policy delay 2, on the same device and thread count.
-Runs alternate (rlreg, SB3, rlreg, SB3, ...) so machine noise hits both; the median of the repeats
-is reported. SB3 has no BC term, so it does slightly less work than ours.
+Runs alternate (rlreg, SB3, rlreg, SB3, ...) so machine noise hits both; reported: the median of
+each, their ratio, and the median of the per-pair ratios (robust to the machine's drift).
+SB3 has no BC term, so it does slightly less work than ours.
 
     python scripts/bench_updates.py                      # CPU, 2 threads
     python scripts/bench_updates.py --device cuda --updates 3000
@@ -116,8 +117,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    p.add_argument("--updates", type=int, default=600, help="updates per timed run")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--updates", type=int, default=300, help="updates per timed run")
+    p.add_argument("--repeats", type=int, default=11)
     p.add_argument("--size", type=int, default=1_000_000, help="dataset transitions")
     p.add_argument("--obs-dim", type=int, default=11)
     p.add_argument("--act-dim", type=int, default=3)
@@ -149,7 +150,8 @@ def main() -> None:
     for name, values in results.items():
         print(f"{name:18s} {med[name]:9.1f} updates/s   (runs: {', '.join(f'{v:.0f}' for v in values)})")
     ours, sb3 = med["rlreg TD3+BC"], med["SB3 TD3.train()"]
-    print(f"ratio rlreg / SB3: {ours / sb3:.2f}x")
+    paired = statistics.median(a / b for a, b in zip(results["rlreg TD3+BC"], results["SB3 TD3.train()"]))
+    print(f"ratio rlreg / SB3: {ours / sb3:.2f}x (ratio of medians); {paired:.2f}x (median of paired runs)")
 
 
 if __name__ == "__main__":
