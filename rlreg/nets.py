@@ -30,7 +30,7 @@ from torch import nn
 
 __all__ = ["MLP", "Actor", "Critic", "FlatAdam", "mlp_forward", "mlp_backward"]
 
-_relu_bw = torch.ops.aten.threshold_backward
+_relu_bw_ = torch.ops.aten.threshold_backward.grad_input  # out= variant: masks ``g`` in place
 
 # (mlp) -> {(data_ptr, device, member): weight views}; outside the module so deepcopy/pickle skip it
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -208,7 +208,8 @@ def mlp_backward(
         g = g + gfeat
     # ---- hidden layers, last to first: W (.., in, out)
     for k in range(n - 2, -1, -1):
-        g = _relu_bw(g, hs[k], 0.0)  # ReLU mask from the saved output
+        # ReLU mask from the saved output, in place: ``g`` is always a fresh temporary here
+        g = _relu_bw_(g, hs[k], 0.0, grad_input=g)
         w = ws[2 * k]
         h = hs[k - 1] if k > 0 else x
         if not ens:
