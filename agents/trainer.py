@@ -242,6 +242,8 @@ def train(
 ) -> dict[str, Any]:
     """Start a new run in ``out_dir`` (must not hold a run) and train it to the end."""
     out = Path(out_dir)
+    if cfg["train"].get("tensorboard"):
+        TensorBoardLogger.check_available()  # fail before anything is written
     if (out / "config.json").exists():
         raise RlregError(
             f"{out} already holds a run",

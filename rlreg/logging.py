@@ -100,16 +100,23 @@ def truncate_csv(path: str | os.PathLike, max_step: int, key: str = "step") -> N
 class TensorBoardLogger:
     """Scalars to TensorBoard (needs ``pip install 'rlreg[tensorboard]'``)."""
 
-    def __init__(self, log_dir: str | os.PathLike) -> None:
+    @staticmethod
+    def check_available() -> None:
+        """Raise a clear error when the tensorboard package is missing."""
         try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as e:  # pragma: no cover - depends on the extra
+            import tensorboard  # noqa: F401
+        except ImportError as e:
             from rlreg.errors import RlregError
 
             raise RlregError(
                 "TensorBoard logging needs the tensorboard package",
                 "pip install 'rlreg[tensorboard]', or drop --tensorboard",
             ) from e
+
+    def __init__(self, log_dir: str | os.PathLike) -> None:
+        self.check_available()
+        from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(str(log_dir))
 
     def write(self, row: Mapping[str, Any], step: int) -> None:

@@ -278,7 +278,13 @@ def make_dataset(
         }
         _record_path(tmp_root, dataset_id).write_text(json.dumps(record, indent=2))
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp_root / dataset_id, target)
+        try:
+            os.replace(tmp_root / dataset_id, target)
+        except OSError:
+            # another process finished the same dataset first: same name, size and seed give the
+            # same bytes, so keep theirs if it is complete
+            if not _is_complete(root, dataset_id):
+                raise
     finally:
         env.close()
         shutil.rmtree(tmp_root, ignore_errors=True)

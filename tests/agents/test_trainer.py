@@ -312,3 +312,16 @@ def test_plain_d4rl_file_resolves_env_and_d4rl_scores_from_its_name(tmp_path):
     s = train(cfg, tmp_path / "run", progress=False)
     assert s["env_id"] == "Hopper-v5" and s["normalizer"] == "d4rl-v2"
     assert (s["ref_min_score"], s["ref_max_score"]) == (-20.272305, 3234.3)
+
+
+def test_tensorboard_missing_fails_before_writing(pendulum_medium, tmp_path, capsys):
+    pytest.importorskip("torch")
+    try:
+        import tensorboard  # noqa: F401
+
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    out = tmp_path / "tb"
+    assert main(["train", "td3bc", "--dataset", pendulum_medium, "--tensorboard", "--out", str(out)]) == 2
+    assert "tensorboard" in err(capsys) and not out.exists()
