@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--force", action="store_true", help="remake even if already made")
 
     sub.add_parser("agents", help="list agent recipes")
+    from agents.policy_cli import add_policy_parser
+
+    add_policy_parser(sub)
     return p
 
 
@@ -219,10 +222,9 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     rows = dataset_status()
     print(f"{'name':28s} {'env':16s} {'status':9s} {'size':>9s}  where")
     for r in rows:
-        print(
-            f"{r['name']:28s} {r['env_id']:16s} {'made' if r['made'] else 'not made':9s} {r['size']:>9d}  "
-            f"{r['path'] or 'minari:' + r['minari_id']}"
-        )
+        status = "made" if r["made"] else ("needs" if r["missing"] else "not made")
+        where = r["path"] or (r["missing"] if r["missing"] else "minari:" + r["minari_id"])
+        print(f"{r['name']:28s} {r['env_id']:16s} {status:9s} {r['size']:>9d}  {where}")
     print("\nAlso accepted by --dataset: d4rl:PATH.hdf5 (D4RL files) and minari:ID (local Minari datasets).")
     return 0
 
@@ -243,7 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from agents.policy_cli import cmd_policy
+
     handlers = {
+        "policy": cmd_policy,
         "train": _cmd_train,
         "evaluate": _cmd_evaluate,
         "datasets": _cmd_datasets,

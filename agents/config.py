@@ -57,6 +57,9 @@ class TrainConfig:
     """Online only: uniform random actions and no updates before this many env steps."""
     replay_size: int = 1_000_000
     """Online only: replay buffer capacity."""
+    snapshot_every: int = 0
+    """Save the actor as a policy file ``snapshots/step_<N>.pt`` every this many steps (0: never);
+    the medium-replay datasets are rolled out from such snapshots."""
     tensorboard: bool = False
     """Also write TensorBoard scalars under the run folder (needs rlreg[tensorboard])."""
 
@@ -74,6 +77,7 @@ class TrainConfig:
             "checkpoint_every",
             "learning_starts",
             "eval_seed_offset",
+            "snapshot_every",
         ):
             v = getattr(self, name)
             check(

@@ -370,6 +370,25 @@ def _loop(
             ckpt["env_rng"] = env_rng.bit_generator.state
         save_atomic(ckpt, out / CHECKPOINT)
 
+    def snapshot(step: int) -> None:
+        from envs.policies import save_policy
+
+        last = evals[-1] if evals and evals[-1]["step"] == step else None
+        record = {
+            "run": str(out),
+            "step": step,
+            "seed": cfg["seed"],
+            "recipe": cfg["recipe"],
+            "eval_return_mean": last["return_mean"] if last else None,
+        }
+        save_policy(
+            out / "snapshots" / f"step_{step:08d}.pt",
+            env_id=run.env_id,
+            actor=agent.actor,
+            normalizer=run.normalizer,
+            record=record,
+        )
+
     def flush(step: int, n_steps: int, dt: float) -> None:
         row = {
             "step": step,
@@ -423,6 +442,8 @@ def _loop(
                     tb.write({f"eval/{k}": v for k, v in row.items() if k != "step"}, step)
                 if bar is not None:
                     bar.set_postfix(score=f"{row['score']:.1f}", ret=f"{row['return_mean']:.1f}")
+            if tc.snapshot_every and step % tc.snapshot_every == 0:
+                snapshot(step)
             if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or is_last:
                 checkpoint(step)
             if callback is not None:

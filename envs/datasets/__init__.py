@@ -61,14 +61,28 @@ class DatasetRecipe:
     """Gymnasium env the data is collected in (and evaluated in)."""
     minari_id: str
     """Minari id of the default-size, seed-0 dataset, e.g. ``rlreg/pendulum/medium-v0``."""
-    behaviour: Callable[[], Policy]
-    """Returns the behaviour policy ``policy(obs_batch, rng) -> actions``."""
+    behaviour: Callable[[], Policy] | None
+    """Returns the behaviour policy ``policy(obs_batch, rng) -> actions`` (or None with ``episodes``)."""
     reference: Callable[[], tuple[float, float]]
     """Returns (ref_min_score, ref_max_score): mean returns of the random and expert policies."""
     default_size: int
     description: str
     num_envs: int = 16
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    episodes: Callable[[int, int, Callable[[int], None] | None], list[Episode]] | None = None
+    """Optional custom maker ``episodes(size, seed, progress)`` (mixtures of policies)."""
+    size_fn: Callable[[], int] | None = None
+    """Optional: the default size, computed when needed (e.g. from shipped snapshots)."""
+    requires: tuple[str, ...] = ()
+    """Shipped behaviour policies (``envs/policies/<name>.pt``) the dataset needs."""
+
+    def collect(self, size: int, seed: int, progress: Callable[[int], None] | None = None) -> list[Episode]:
+        """The dataset's episodes for ``size`` transitions and ``seed``."""
+        if self.episodes is not None:
+            return self.episodes(size, seed, progress)
+        return collect_episodes(
+            self.env_id, self.behaviour(), size, seed, self.num_envs, self.env_kwargs, progress=progress
+        )
 
 
 DATASETS: dict[str, DatasetRecipe] = {}
@@ -144,8 +158,8 @@ for _level, _make in (
 
 
 # ---------------------------------------------------------------------- making
-def _minari_id(recipe: DatasetRecipe, size: int, seed: int) -> str:
-    if size == recipe.default_size and seed == 0:
+def _minari_id(recipe: DatasetRecipe, size: int, seed: int, default_size: int) -> str:
+    if size == default_size and seed == 0:
         return recipe.minari_id
     stem, version = recipe.minari_id.rsplit("-v", 1)
     return f"{stem}-size{size}-seed{seed}-v{version}"
@@ -198,7 +212,8 @@ def make_dataset(
     if name not in DATASETS:
         raise _unknown_name(name)
     recipe = DATASETS[name]
-    size = recipe.default_size if size is None else size
+    default = recipe.size_fn() if recipe.size_fn is not None else recipe.default_size
+    size = default if size is None else size
     check(
         isinstance(size, int) and size > 0,
         f"--size must be a positive integer, got {size!r}",
@@ -210,7 +225,7 @@ def make_dataset(
         "pass --seed S with S >= 0",
     )
     root = Path(root) if root is not None else minari_root()
-    dataset_id = _minari_id(recipe, size, seed)
+    dataset_id = _minari_id(recipe, size, seed, default)
     target = root / dataset_id
     if _is_complete(root, dataset_id) and not force:
         return dataset_id
@@ -219,6 +234,7 @@ def make_dataset(
         print(f"rlreg: dataset folder {target} is incomplete; remaking it")
         shutil.rmtree(target)
 
+    ref_min, ref_max = recipe.reference()  # first: a missing policy fails before any work
     bar = None
     if progress:
         from tqdm import tqdm
@@ -226,19 +242,10 @@ def make_dataset(
         bar = tqdm(total=size, desc=f"making {name}", unit="tr", dynamic_ncols=True)
     t0 = time.perf_counter()
     try:
-        episodes = collect_episodes(
-            recipe.env_id,
-            recipe.behaviour(),
-            size,
-            seed,
-            recipe.num_envs,
-            recipe.env_kwargs,
-            progress=bar.update if bar else None,
-        )
+        episodes = recipe.collect(size, seed, progress=bar.update if bar else None)
     finally:
         if bar is not None:
             bar.close()
-    ref_min, ref_max = recipe.reference()
     env = gym.make(recipe.env_id, **recipe.env_kwargs)
     info = DatasetInfo(
         name=name,
@@ -328,12 +335,22 @@ def dataset_status(root: str | os.PathLike | None = None) -> list[dict[str, Any]
         r = DATASETS[name]
         done = _is_complete(root, r.minari_id)
         rec = json.loads(_record_path(root, r.minari_id).read_text()) if done else {}
+        from envs.policies import POLICY_DIR
+
+        missing = ", ".join(n for n in r.requires if not (POLICY_DIR / f"{n}.pt").is_file())
+        size = r.default_size
+        if r.size_fn is not None and not missing:
+            try:
+                size = r.size_fn()
+            except RlregError as e:
+                missing = e.problem
         rows.append(
             {
                 "name": name,
                 "env_id": r.env_id,
                 "made": done,
-                "size": rec.get("size", r.default_size),
+                "missing": missing,
+                "size": rec.get("size", size),
                 "minari_id": r.minari_id,
                 "path": str(root / r.minari_id) if done else "",
             }
@@ -365,3 +382,8 @@ def export_d4rl(name: str, path: str | os.PathLike, size: int | None = None, see
 
 def default_export_path(name: str) -> Path:
     return rlreg_home() / "d4rl" / f"{name}.hdf5"
+
+
+from envs.datasets import mujoco as _mujoco  # noqa: E402  (registers the MuJoCo suite)
+
+_mujoco.register_all()
