@@ -15,6 +15,7 @@ when exactly one section has it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass
@@ -193,7 +194,8 @@ def apply_sets(cfg: dict[str, Any], sets: dict[str, Any], origin: str = "--set")
             )
         value = coerce(raw, hints[name], f"{section}.{name}")
         _section_dict(cfg, section)[name] = list(value) if isinstance(value, tuple) else value
-        applied.append(f"{section}.{name}={value!r}")
+        shown = list(value) if isinstance(value, tuple) else value
+        applied.append(f"{section}.{name}={json.dumps(shown) if not isinstance(shown, str) else shown}")
     return applied
 
 

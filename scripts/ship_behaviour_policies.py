@@ -1,0 +1,100 @@
+"""Choose and export the behaviour policies of one env from a TD3 training run with snapshots.
+
+D4RL's recipe: *expert* is the best policy the training budget reached, *medium* a policy at about
+one third of the expert's return, and *medium-replay* comes from the training snapshots up to
+medium. From ``RUN_DIR/snapshots/step_*.pt`` (saved with ``train.snapshot_every``) this script:
+
+1. ranks snapshots by their evaluation at training time (``eval.csv``), re-evaluates the best
+   ``--finalists`` over ``--episodes`` episodes and ships the best as ``<env>-expert``;
+2. ships as ``<env>-medium`` the snapshot before the expert whose training-time return is closest
+   to one third of the expert's (re-evaluated over ``--episodes``);
+3. ships every snapshot up to medium as ``<env>-replay-<step>`` (evaluated over ``--replay-episodes``).
+
+Each file gets a JSON record: run, training command, step, seed, mean ± std return.
+
+    python scripts/ship_behaviour_policies.py runs/hopper-behaviour hopper
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+from pathlib import Path
+
+from envs.evaluation import Evaluator
+from envs.policies import POLICY_DIR, load_policy, save_policy
+
+
+def evaluate(policy, episodes: int, seed: int = 0) -> tuple[float, float]:
+    ev = Evaluator(policy.env_id, episodes, seed)
+    try:
+        r = ev.run(policy)
+    finally:
+        ev.close()
+    return r.mean_return, r.std_return
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir")
+    p.add_argument("env", help="dataset env prefix: hopper, halfcheetah or walker2d")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--replay-episodes", type=int, default=20)
+    p.add_argument("--finalists", type=int, default=3)
+    p.add_argument("--out", default=str(POLICY_DIR))
+    args = p.parse_args()
+    run, out = Path(args.run_dir), Path(args.out)
+    cfg = json.loads((run / "config.json").read_text())
+    with (run / "eval.csv").open() as f:
+        train_eval = {int(r["step"]): float(r["return_mean"]) for r in csv.DictReader(f)}
+    snaps = {int(s.stem.split("_")[1]): s for s in (run / "snapshots").glob("step_*.pt")}
+    steps = sorted(s for s in snaps if s in train_eval)
+    assert steps, "no snapshot has a training-time evaluation"
+    command = f"rlreg train {cfg['recipe']} --env {cfg['env']} --seed {cfg['seed']} " + " ".join(
+        f"--set {shlex.quote(a.split('  #')[0])}" for a in cfg.get("applied", [])
+    )
+    base = {
+        "run": str(run),
+        "train_command": command,
+        "train_steps": cfg["train"]["steps"],
+        "seed": cfg["seed"],
+        "ship_command": "python scripts/ship_behaviour_policies.py "
+        + " ".join(shlex.quote(a) for a in (args.run_dir, args.env)),
+    }
+
+    def ship(step: int, name: str, episodes: int) -> float:
+        policy = load_policy(snaps[step])
+        mean, std = evaluate(policy, episodes)
+        record = {
+            **base,
+            "step": step,
+            "eval_episodes": episodes,
+            "return_mean": mean,
+            "return_std": std,
+            "train_time_return": train_eval[step],
+        }
+        save_policy(
+            out / f"{name}.pt",
+            env_id=policy.env_id,
+            actor=policy.actor,
+            normalizer=policy.normalizer,
+            record=record,
+        )
+        print(f"{name}: step {step}, return {mean:.1f} ± {std:.1f} over {episodes} episodes")
+        return mean
+
+    finalists = sorted(steps, key=lambda s: -train_eval[s])[: args.finalists]
+    scored = {s: evaluate(load_policy(snaps[s]), args.episodes)[0] for s in finalists}
+    expert_step = max(scored, key=scored.get)
+    expert = ship(expert_step, f"{args.env}-expert", args.episodes)
+    before = [s for s in steps if s < expert_step]
+    medium_step = min(before, key=lambda s: abs(train_eval[s] - expert / 3))
+    ship(medium_step, f"{args.env}-medium", args.episodes)
+    for s in (s for s in steps if s <= medium_step):
+        ship(s, f"{args.env}-replay-{s:08d}", args.replay_episodes)
+
+
+if __name__ == "__main__":
+    main()
