@@ -370,6 +370,67 @@ class TD3Agent:
         opt.param.grad = grad  # kept for inspection (tests); the step uses ``grad`` directly
         opt.step(grad)
 
+    # ------------------------------------------------------------------ CUDA graphs
+    def captured_steps(self, store: Any, batch_size: int, sample_gen: torch.Generator):
+        """``step() -> metrics``: sample + update replayed from CUDA graphs (one per update phase).
+
+        Same computation as ``update(store.sample(batch_size, sample_gen))``: sampling and the update's
+        noise draw from the same generators (registered with the graphs), and warm-up updates are
+        undone before training starts. Needs CUDA and capturable regularizers.
+        """
+        check(
+            self.device.type == "cuda", "train.cuda_graph needs a CUDA device", "use --device cuda or drop it"
+        )
+        bad = [r.name for r in self.regularizers if not r.capturable]
+        check(
+            not bad, f"regularizer(s) {bad} cannot be captured in a CUDA graph", "set train.cuda_graph=false"
+        )
+        check(
+            hasattr(torch.cuda.CUDAGraph, "register_generator_state"),
+            "this torch cannot capture custom random generators in CUDA graphs",
+            "upgrade torch or drop cuda_graph",
+        )
+        idx = torch.empty(batch_size, dtype=torch.long, device=self.device)
+        rows = torch.empty(batch_size, store.width, device=self.device)
+        batch = store.split(rows)
+
+        def sample() -> None:
+            torch.randint(0, store.size, (batch_size,), generator=sample_gen, device=self.device, out=idx)
+            torch.index_select(store.data, 0, idx, out=rows)
+
+        saved = copy.deepcopy(self.state_dict())
+        saved_sample = sample_gen.get_state()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2 * self.config.policy_freq):  # warm-up: allocator, cuBLAS, lazy state
+                sample()
+                self.update(batch)
+        torch.cuda.current_stream().wait_stream(side)
+        self.load_state_dict(saved)  # undo the warm-up (in place: storages stay where graphs see them)
+        sample_gen.set_state(saved_sample)
+        pf = self.config.policy_freq
+        graphs = {}
+        for actor_step in {pf == 1, True}:
+            graph = torch.cuda.CUDAGraph()
+            graph.register_generator_state(self.gen)
+            graph.register_generator_state(sample_gen)
+            n = self.num_updates
+            self.num_updates = pf - 1 if actor_step else 0  # the update's += 1 selects the phase
+            with torch.cuda.graph(graph):
+                sample()
+                out = self.update(batch)
+            self.num_updates = n
+            graphs[actor_step] = (graph, out)
+
+        def step() -> dict[str, torch.Tensor]:
+            self.num_updates += 1
+            graph, out = graphs[self.num_updates % pf == 0]
+            graph.replay()
+            return out
+
+        return step
+
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
     def policy(self, obs: torch.Tensor) -> torch.Tensor:

@@ -403,6 +403,15 @@ def _loop(
         if tb:
             tb.write(row, step)
 
+    offline_step = None
+    if not online:
+        if tc.cuda_graph:
+            offline_step = agent.captured_steps(run.store, agent.config.batch_size, sample_gen)
+        else:
+
+            def offline_step() -> dict[str, torch.Tensor]:
+                return agent.update(run.store.sample(agent.config.batch_size, sample_gen))
+
     t_start = time.perf_counter()
     t_log, steps_since_log = time.perf_counter(), 0
     step = start
@@ -424,7 +433,7 @@ def _loop(
                 if step >= tc.learning_starts:
                     acc.add(agent.update(run.store.sample(agent.config.batch_size, sample_gen)))
             else:
-                acc.add(agent.update(run.store.sample(agent.config.batch_size, sample_gen)))
+                acc.add(offline_step())
             step += 1
             steps_since_log += 1
             is_last = step == tc.steps

@@ -33,7 +33,7 @@ def synthetic(size: int, obs_dim: int, act_dim: int, seed: int = 0) -> dict[str,
     }
 
 
-def make_rlreg(data: dict[str, np.ndarray], device: str):
+def make_rlreg(data: dict[str, np.ndarray], device: str, cuda_graph: bool = False):
     from agents.td3 import TD3Agent, TD3Config
     from rlreg.data.transitions import TransitionStore
     from rlreg.regularizers import BC
@@ -52,6 +52,14 @@ def make_rlreg(data: dict[str, np.ndarray], device: str):
         seed=0,
     )
     gen = torch.Generator(device=device).manual_seed(0)
+    if cuda_graph:
+        step = agent.captured_steps(store, 256, gen)
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                step()
+
+        return run
 
     def run(n: int) -> None:
         for _ in range(n):
@@ -120,6 +128,9 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=300, help="updates per timed run")
     p.add_argument("--repeats", type=int, default=11)
     p.add_argument("--size", type=int, default=1_000_000, help="dataset transitions")
+    p.add_argument(
+        "--cuda-graph", action="store_true", help="also time rlreg with train.cuda_graph's captured update"
+    )
     p.add_argument("--obs-dim", type=int, default=11)
     p.add_argument("--act-dim", type=int, default=3)
     args = p.parse_args()
@@ -127,6 +138,8 @@ def main() -> None:
 
     data = synthetic(args.size, args.obs_dim, args.act_dim)
     runners = {"rlreg TD3+BC": make_rlreg(data, args.device), "SB3 TD3.train()": make_sb3(data, args.device)}
+    if args.cuda_graph:
+        runners["rlreg TD3+BC, CUDA graph"] = make_rlreg(data, args.device, cuda_graph=True)
     for run in runners.values():  # warm-up (allocator, lazy optimizer state, cuBLAS)
         run(50)
     results: dict[str, list[float]] = {k: [] for k in runners}
@@ -152,6 +165,10 @@ def main() -> None:
     ours, sb3 = med["rlreg TD3+BC"], med["SB3 TD3.train()"]
     paired = statistics.median(a / b for a, b in zip(results["rlreg TD3+BC"], results["SB3 TD3.train()"]))
     print(f"ratio rlreg / SB3: {ours / sb3:.2f}x (ratio of medians); {paired:.2f}x (median of paired runs)")
+    if args.cuda_graph:
+        print(
+            f"ratio rlreg CUDA graph / SB3: {med['rlreg TD3+BC, CUDA graph'] / sb3:.2f}x (ratio of medians)"
+        )
 
 
 if __name__ == "__main__":

@@ -146,6 +146,9 @@ class Regularizer:
     families: ClassVar[frozenset[str]] = frozenset({"actor_critic"})
     Config: ClassVar[type[RegularizerConfig]] = RegularizerConfig
     needs_critic_features: ClassVar[bool] = False
+    capturable: ClassVar[bool] = False
+    """True when every hook is pure device work (no host sync, no Python state changes per call), so
+    the update can be captured in a CUDA graph (``train.cuda_graph``)."""
 
     def __init__(self, config: RegularizerConfig | None = None, **kwargs: Any) -> None:
         if config is None:

@@ -51,6 +51,7 @@ class BC(Regularizer):
     name = "bc"
     families = frozenset({"actor_critic"})
     Config = BCConfig
+    capturable = True
     config: BCConfig
 
     def validate(self) -> None:
