@@ -62,8 +62,8 @@ class TrainConfig:
     """Save the actor as a policy file ``snapshots/step_<N>.pt`` every this many steps (0: never);
     the medium-replay datasets are rolled out from such snapshots."""
     cuda_graph: bool = False
-    """Offline on CUDA: replay each update from a CUDA graph (same computation, far less launch
-    overhead). Needs capturable regularizers."""
+    """On CUDA: replay each update from a CUDA graph (same computation, far less launch overhead;
+    offline the sampling is captured too). Needs capturable regularizers."""
     tensorboard: bool = False
     """Also write TensorBoard scalars under the run folder (needs rlreg[tensorboard])."""
 

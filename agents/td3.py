@@ -371,12 +371,16 @@ class TD3Agent:
         opt.step(grad)
 
     # ------------------------------------------------------------------ CUDA graphs
-    def captured_steps(self, store: Any, batch_size: int, sample_gen: torch.Generator):
+    def captured_steps(
+        self, store: Any, batch_size: int, sample_gen: torch.Generator, sample_in_graph: bool = True
+    ):
         """``step() -> metrics``: sample + update replayed from CUDA graphs (one per update phase).
 
         Same computation as ``update(store.sample(batch_size, sample_gen))``: sampling and the update's
         noise draw from the same generators (registered with the graphs), and warm-up updates are
-        undone before training starts. Needs CUDA and capturable regularizers.
+        undone before training starts. Needs CUDA and capturable regularizers. With
+        ``sample_in_graph=False`` the sample is drawn eagerly before each replay, so a growing replay
+        buffer (online training) is sampled over its current size.
         """
         check(
             self.device.type == "cuda", "train.cuda_graph needs a CUDA device", "use --device cuda or drop it"
@@ -414,16 +418,20 @@ class TD3Agent:
         for actor_step in {pf == 1, True}:
             graph = torch.cuda.CUDAGraph()
             graph.register_generator_state(self.gen)
-            graph.register_generator_state(sample_gen)
+            if sample_in_graph:
+                graph.register_generator_state(sample_gen)
             n = self.num_updates
             self.num_updates = pf - 1 if actor_step else 0  # the update's += 1 selects the phase
             with torch.cuda.graph(graph):
-                sample()
+                if sample_in_graph:
+                    sample()
                 out = self.update(batch)
             self.num_updates = n
             graphs[actor_step] = (graph, out)
 
         def step() -> dict[str, torch.Tensor]:
+            if not sample_in_graph:
+                sample()
             self.num_updates += 1
             graph, out = graphs[self.num_updates % pf == 0]
             graph.replay()

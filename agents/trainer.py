@@ -403,7 +403,7 @@ def _loop(
         if tb:
             tb.write(row, step)
 
-    offline_step = None
+    offline_step = online_step = None
     if not online:
         if tc.cuda_graph:
             offline_step = agent.captured_steps(run.store, agent.config.batch_size, sample_gen)
@@ -431,7 +431,14 @@ def _loop(
                     next_obs, _ = env.reset()
                 obs = next_obs
                 if step >= tc.learning_starts:
-                    acc.add(agent.update(run.store.sample(agent.config.batch_size, sample_gen)))
+                    if tc.cuda_graph and online_step is None:  # capture once the buffer has data
+                        online_step = agent.captured_steps(
+                            run.store, agent.config.batch_size, sample_gen, sample_in_graph=False
+                        )
+                    if online_step is not None:
+                        acc.add(online_step())
+                    else:
+                        acc.add(agent.update(run.store.sample(agent.config.batch_size, sample_gen)))
             else:
                 acc.add(offline_step())
             step += 1
