@@ -226,12 +226,12 @@ class TD3Agent:
 
         # -------- critic target (no grad)
         with torch.no_grad():
-            next_act = self._squash(mlp_forward(self.actor_target.net, next_obs)[0])
+            next_act = self.actor.to_box(torch.tanh(mlp_forward(self.actor_target.net, next_obs)[0]))
             if c.policy_noise > 0:
                 eps = torch.randn(next_act.shape, device=self.device, generator=self.gen)
                 eps = (eps * c.policy_noise).clamp_(-c.noise_clip, c.noise_clip)
                 next_act = torch.clamp(
-                    next_act + (eps if self.actor._unit else eps * self._half),
+                    next_act + (eps if self.actor.unit_box else eps * self._half),
                     self.action_low,
                     self.action_high,
                 )
@@ -265,10 +265,6 @@ class TD3Agent:
             with torch.no_grad():
                 torch._foreach_lerp_(self._targets, self._online, c.tau)
         return metrics
-
-    def _squash(self, z: torch.Tensor) -> torch.Tensor:
-        a = torch.tanh(z)
-        return a if self.actor._unit else torch.addcmul(self.actor.act_mid, self.actor.act_scale, a)
 
     def _critic_step(
         self,
@@ -327,7 +323,7 @@ class TD3Agent:
         with torch.no_grad():
             z, hs = mlp_forward(actor.net, obs)
             t = torch.tanh(z)
-            pi = t if actor._unit else torch.addcmul(actor.act_mid, actor.act_scale, t)
+            pi = actor.to_box(t)
             # Q1(s, π) by hand: dL_Q/dQ1 = -λ/B per sample is analytic, so its gradient w.r.t. π
             # needs no autograd graph (critic weights are constants in the actor loss).
             cnet = self.critic.net
@@ -357,7 +353,7 @@ class TD3Agent:
                     g_pi = g_pi + torch.autograd.grad(reg_loss, [pi])[0]
         metrics["train/actor_loss"] = actor_loss
         with torch.no_grad():
-            g_t = g_pi if actor._unit else g_pi * actor.act_scale
+            g_t = g_pi if actor.unit_box else g_pi * actor.act_scale
             _, grad = mlp_backward(actor.net, obs, hs, _tanh_bw(g_t, t))
         actor.net.flat.grad = grad
         self.actor_opt.step(grad)

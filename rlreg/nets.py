@@ -346,11 +346,15 @@ class Actor(nn.Module):
         high = torch.as_tensor(action_high, dtype=torch.float32).reshape(act_dim)
         self.register_buffer("act_mid", (high + low) / 2)
         self.register_buffer("act_scale", (high - low) / 2)
-        self._unit = bool(torch.all(self.act_mid == 0) and torch.all(self.act_scale == 1))
+        self.unit_box = bool(torch.all(self.act_mid == 0) and torch.all(self.act_scale == 1))
+        """True for the box [-1, 1]^A, where the map to the box is the identity."""
+
+    def to_box(self, t: torch.Tensor) -> torch.Tensor:
+        """Map ``t = tanh(·)`` in ``[-1, 1]`` to the action box: ``mid + half · t``."""
+        return t if self.unit_box else torch.addcmul(self.act_mid, self.act_scale, t)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        a = torch.tanh(self.net(obs))
-        return a if self._unit else torch.addcmul(self.act_mid, self.act_scale, a)
+        return self.to_box(torch.tanh(self.net(obs)))
 
 
 class Critic(nn.Module):
