@@ -45,7 +45,6 @@ __all__ = [
     "load_dataset",
     "dataset_status",
     "export_d4rl",
-    "episodes_to_transitions",
 ]
 
 Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -180,23 +179,6 @@ def _is_complete(root: Path, dataset_id: str) -> bool:
     return (root / dataset_id / "data" / "metadata.json").is_file()
 
 
-def episodes_to_transitions(episodes: list[Episode], info: DatasetInfo) -> Transitions:
-    """Flatten Minari-layout episodes into :class:`Transitions` (timeouts kept, done = terminations)."""
-    obs = np.concatenate([e["observations"][:-1] for e in episodes])
-    nxt = np.concatenate([e["observations"][1:] for e in episodes])
-    starts = np.concatenate([np.eye(1, len(e["rewards"]), 0, dtype=bool)[0] for e in episodes])
-    return Transitions(
-        observations=obs.reshape(len(obs), -1).astype(np.float32),
-        actions=np.concatenate([e["actions"] for e in episodes]).astype(np.float32),
-        rewards=np.concatenate([e["rewards"] for e in episodes]).astype(np.float32),
-        next_observations=nxt.reshape(len(nxt), -1).astype(np.float32),
-        terminals=np.concatenate([e["terminations"] for e in episodes]).astype(bool),
-        timeouts=np.concatenate([e["truncations"] for e in episodes]).astype(bool),
-        episode_starts=starts,
-        info=info,
-    )
-
-
 def make_dataset(
     name: str,
     size: int | None = None,
@@ -255,7 +237,7 @@ def make_dataset(
         normalizer="rlreg",
         source=dataset_id,
     )
-    digest = episodes_to_transitions(episodes, info).digest()
+    digest = Transitions.from_episodes(episodes, info).digest()
 
     root.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix=".making-", dir=root))

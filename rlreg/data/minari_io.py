@@ -157,36 +157,20 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
             ) from e
         _check_box(dataset.observation_space, "observation", dataset_id)
         _check_box(dataset.action_space, "action", dataset_id)
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("o", "a", "r", "no", "term", "trunc", "start")}
+        episodes = []
         for ep in dataset.iterate_episodes():
-            obs = np.asarray(ep.observations)
             t = len(ep.rewards)
-            if t == 0:
-                continue
             check(
-                obs.shape[0] == t + 1,
-                f"Minari dataset {dataset_id!r}: episode {ep.id} has {obs.shape[0]} observations for "
+                t == 0 or len(ep.observations) == t + 1,
+                f"Minari dataset {dataset_id!r}: episode {ep.id} has {len(ep.observations)} observations for "
                 f"{t} steps (expected {t + 1})",
                 "regenerate the dataset; Minari episodes store T + 1 observations",
             )
-            parts["o"].append(obs[:-1])
-            parts["no"].append(obs[1:])
-            parts["a"].append(np.asarray(ep.actions).reshape(t, -1))
-            parts["r"].append(np.asarray(ep.rewards).reshape(t))
-            parts["term"].append(np.asarray(ep.terminations, bool).reshape(t))
-            parts["trunc"].append(np.asarray(ep.truncations, bool).reshape(t))
-            start = np.zeros(t, bool)
-            start[0] = True
-            parts["start"].append(start)
+            episodes.append({k: getattr(ep, k) for k in _EPISODE_KEYS})
         metadata = dataset.storage.metadata
         data_path = Path(dataset.storage.data_path)
         env_spec = dataset.env_spec
 
-    check(
-        len(parts["r"]) > 0,
-        f"Minari dataset {dataset_id!r} has no steps",
-        "use a dataset with at least one non-empty episode",
-    )
     ref_min, ref_max = metadata.get("ref_min_score"), metadata.get("ref_max_score")
     has_ref = ref_min is not None and ref_max is not None
     info = DatasetInfo(
@@ -198,16 +182,7 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
         source=str(data_path.parent),
         env_kwargs=_json_kwargs(env_spec.kwargs if env_spec is not None else None),
     )
-    t = Transitions(
-        observations=np.concatenate(parts["o"]).astype(np.float32, copy=False),
-        actions=np.concatenate(parts["a"]).astype(np.float32, copy=False),
-        rewards=np.concatenate(parts["r"]).astype(np.float32, copy=False),
-        next_observations=np.concatenate(parts["no"]).astype(np.float32, copy=False),
-        terminals=np.concatenate(parts["term"]),
-        timeouts=np.concatenate(parts["trunc"]),
-        episode_starts=np.concatenate(parts["start"]),
-        info=info,
-    )
+    t = Transitions.from_episodes(episodes, info)
     return t.validate(where=f"Minari dataset {dataset_id!r}")
 
 

@@ -94,6 +94,34 @@ class Transitions:
     def act_dim(self) -> int:
         return int(self.actions.shape[1])
 
+    @classmethod
+    def from_episodes(cls, episodes: list, info: DatasetInfo) -> Transitions:
+        """Flatten Minari-layout episodes (mappings with ``observations`` (T+1), ``actions``,
+        ``rewards``, ``terminations``, ``truncations`` (T each)) into transitions: next observation
+        ``observations[i+1]``, ``terminals`` = terminations, ``timeouts`` = truncations, an
+        ``episode_starts`` flag on each episode's first step. Empty episodes are skipped."""
+        eps = [e for e in episodes if len(e["rewards"]) > 0]
+        if not eps:
+            raise RlregError(
+                f"{info.name}: no episode has any steps", "use data with at least one non-empty episode"
+            )
+
+        def cat(key: str, dtype: type, part: slice = slice(None)) -> np.ndarray:
+            rows = [np.asarray(e[key])[part] for e in eps]
+            return np.concatenate([r.reshape(len(r), -1) if r.ndim > 1 else r for r in rows]).astype(dtype)
+
+        starts = np.concatenate([np.arange(len(e["rewards"])) == 0 for e in eps])
+        return cls(
+            observations=cat("observations", np.float32, slice(None, -1)),
+            actions=cat("actions", np.float32).reshape(len(starts), -1),
+            rewards=cat("rewards", np.float32).reshape(-1),
+            next_observations=cat("observations", np.float32, slice(1, None)),
+            terminals=cat("terminations", bool).reshape(-1),
+            timeouts=cat("truncations", bool).reshape(-1),
+            episode_starts=starts,
+            info=info,
+        )
+
     def validate(self, where: str = "dataset") -> Transitions:
         """Check shapes, lengths, emptiness and finiteness; return self.
 

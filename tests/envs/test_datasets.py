@@ -9,7 +9,6 @@ import pytest
 
 from envs.datasets import (
     dataset_status,
-    episodes_to_transitions,
     export_d4rl,
     load_dataset,
     make_dataset,
@@ -18,7 +17,7 @@ from envs.datasets import (
 from envs.datasets.rollout import collect_episodes
 from rlreg.data.d4rl import read_d4rl_hdf5
 from rlreg.data.minari_io import load_minari
-from rlreg.data.transitions import DatasetInfo
+from rlreg.data.transitions import DatasetInfo, Transitions
 from rlreg.errors import RlregError
 
 
@@ -43,7 +42,7 @@ def test_episode_layout_and_exact_size():
         assert len(e["observations"]) == len(e["actions"]) + 1
         assert e["truncations"][-1] and not e["truncations"][:-1].any()  # Pendulum only times out
         assert not e["terminations"].any()
-    t = episodes_to_transitions(eps, DatasetInfo(name="x"))
+    t = Transitions.from_episodes(eps, DatasetInfo(name="x"))
     assert t.episode_starts.sum() == len(eps)
     np.testing.assert_array_equal(t.next_observations[0], eps[0]["observations"][1])
 
