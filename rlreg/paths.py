@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["rlreg_home", "minari_root"]
+__all__ = ["rlreg_home", "made_datasets_root"]
 
 
 def rlreg_home() -> Path:
@@ -13,6 +13,6 @@ def rlreg_home() -> Path:
     return Path(os.environ.get("RLREG_HOME", Path.home() / ".rlreg")).expanduser()
 
 
-def minari_root() -> Path:
+def made_datasets_root() -> Path:
     """The Minari datasets root holding the datasets rlreg makes (``$RLREG_HOME/minari``)."""
     return rlreg_home() / "minari"

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from rlreg.data.d4rl import read_d4rl_hdf5, write_d4rl_hdf5
 from rlreg.data.minari_io import load_minari, write_minari
 from rlreg.data.transitions import DatasetInfo, Transitions
 from rlreg.errors import RlregError, check
-from rlreg.paths import minari_root, rlreg_home
+from rlreg.paths import made_datasets_root, rlreg_home
 
 __all__ = [
     "DatasetRecipe",
@@ -206,7 +206,7 @@ def make_dataset(
         f"--seed must be a non-negative integer, got {seed!r}",
         "pass --seed S with S >= 0",
     )
-    root = Path(root) if root is not None else minari_root()
+    root = Path(root) if root is not None else made_datasets_root()
     dataset_id = _minari_id(recipe, size, seed, default)
     target = root / dataset_id
     if _is_complete(root, dataset_id) and not force:
@@ -293,8 +293,6 @@ def load_dataset(spec: str, progress: bool = False) -> Transitions:
         if t.info.env_id is None:
             env_id = env_id_for_dataset(Path(path).stem)
             if env_id is not None:
-                from dataclasses import replace
-
                 t.info = replace(t.info, env_id=env_id)
         return t
     if spec.startswith("minari:"):
@@ -302,16 +300,14 @@ def load_dataset(spec: str, progress: bool = False) -> Transitions:
     if spec not in DATASETS:
         raise _unknown_name(spec)
     dataset_id = make_dataset(spec, progress=progress)
-    t = load_minari(dataset_id, root=minari_root())
-    from dataclasses import replace
-
+    t = load_minari(dataset_id, root=made_datasets_root())
     t.info = replace(t.info, name=spec, normalizer="rlreg")
     return t
 
 
 def dataset_status(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """One row per registered dataset: name, env, made or not, size, where."""
-    root = Path(root) if root is not None else minari_root()
+    root = Path(root) if root is not None else made_datasets_root()
     rows = []
     for name in dataset_names():
         r = DATASETS[name]
@@ -343,7 +339,7 @@ def dataset_status(root: str | os.PathLike | None = None) -> list[dict[str, Any]
 def export_d4rl(name: str, path: str | os.PathLike, size: int | None = None, seed: int = 0) -> Path:
     """Write registered dataset ``name`` as a D4RL-schema HDF5 file (made first if needed)."""
     dataset_id = make_dataset(name, size=size, seed=seed)
-    t = load_minari(dataset_id, root=minari_root())
+    t = load_minari(dataset_id, root=made_datasets_root())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_d4rl_hdf5(
