@@ -218,6 +218,16 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
         for r in cfg["regularizers"]
     ]
     agent = agent_cls(agent_cfg, obs_dim, act_dim, low, high, regs, device=device, seed=cfg["seed"])
+    if tc.cuda_graph:
+        check(
+            device.type == "cuda",
+            "train.cuda_graph needs a CUDA device",
+            "train with --device cuda, or drop train.cuda_graph",
+        )
+        bad = [r.name for r in regs if not r.capturable]
+        check(
+            not bad, f"regularizer(s) {bad} cannot be captured in a CUDA graph", "set train.cuda_graph=false"
+        )
     agent.setup(
         SetupSource(
             obs_dim=obs_dim,
@@ -249,8 +259,8 @@ def train(
             f"{out} already holds a run",
             f"resume it with `rlreg train --resume {out}`, or choose another --out",
         )
+    run = build_run(cfg, progress=progress)  # every check runs before the folder is created
     out.mkdir(parents=True, exist_ok=True)
-    run = build_run(cfg, progress=progress)
     cfg = dict(
         cfg,
         rlreg_version=rlreg.__version__,

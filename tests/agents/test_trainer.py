@@ -325,3 +325,27 @@ def test_tensorboard_missing_fails_before_writing(pendulum_medium, tmp_path, cap
     out = tmp_path / "tb"
     assert main(["train", "td3bc", "--dataset", pendulum_medium, "--tensorboard", "--out", str(out)]) == 2
     assert "tensorboard" in err(capsys) and not out.exists()
+
+
+def test_cuda_graph_on_cpu_stops_before_writing(pendulum_medium, tmp_path, capsys):
+    out = tmp_path / "g"
+    assert (
+        main(
+            [
+                "train",
+                "td3bc",
+                "--dataset",
+                pendulum_medium,
+                "--device",
+                "cpu",
+                "--set",
+                "train.cuda_graph=true",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
+    e = err(capsys)
+    assert "train.cuda_graph needs a CUDA device" in e and "--device cuda" in e and not out.exists()
