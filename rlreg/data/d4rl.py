@@ -12,6 +12,10 @@ A D4RL file holds per-step arrays ``observations``, ``actions``, ``rewards``, ``
         done = terminals[i]
 
 so the last row of the file is never a transition, and ``timeouts`` is all False afterwards.
+With ``keep_timeouts=True`` (files with ``next_observations`` only) every row is a transition,
+timeouts included, as Minari and Gymnasium keep them: the true next observation of a truncated
+step is known, so it can be bootstrapped. A file written from a Minari dataset then reads back
+with exactly the Minari dataset's contents.
 One documented difference: when the file has ``next_observations`` they are used as the next
 observations (``qlearning_dataset`` always uses ``observations[i + 1]``; the two agree on every
 kept transition of well-formed files, since rows after a timeout are dropped and rows after a
@@ -102,7 +106,9 @@ def _flat(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
     return arr
 
 
-def read_d4rl_hdf5(path: str | os.PathLike, *, name: str | None = None) -> Transitions:
+def read_d4rl_hdf5(
+    path: str | os.PathLike, *, name: str | None = None, keep_timeouts: bool = False
+) -> Transitions:
     """Read a D4RL-schema HDF5 file into transitions with ``d4rl.qlearning_dataset`` semantics.
 
     Transition ``i`` (``0 <= i < N - 1``) is kept unless ``timeouts[i]``; its next observation is
@@ -115,6 +121,9 @@ def read_d4rl_hdf5(path: str | os.PathLike, *, name: str | None = None) -> Trans
         path: the ``.hdf5`` file.
         name: dataset name for :class:`DatasetInfo` and the reference-score lookup; defaults to the
             file stem (e.g. ``hopper_medium_replay-v2``).
+        keep_timeouts: keep every row as a transition (timeouts too, with their ``timeouts`` flag,
+            and the last row) using the file's ``next_observations``; off by default to match
+            ``qlearning_dataset``.
 
     Returns:
         Validated :class:`Transitions`. ``info`` carries D4RL v2 reference scores when the name is
@@ -122,7 +131,8 @@ def read_d4rl_hdf5(path: str | os.PathLike, *, name: str | None = None) -> Trans
 
     Raises:
         RlregError: missing file, not HDF5, truncated/corrupt file, a missing key, keys of different
-            lengths, no transitions, or NaN/inf values.
+            lengths, no transitions, NaN/inf values, or ``keep_timeouts`` on a file without
+            ``next_observations``.
     """
     path = Path(path)
     check(path.exists(), f"D4RL file {path} does not exist", "check the path, or download/generate the file")
@@ -136,27 +146,39 @@ def read_d4rl_hdf5(path: str | os.PathLike, *, name: str | None = None) -> Trans
 
     observations = arrays["observations"]
     n = observations.shape[0] if observations.ndim > 0 else 0
-    check(
-        n >= 2,
-        f"D4RL file {path} has {n} step(s): no transitions (qlearning_dataset drops the last step)",
-        "use a file with at least two steps",
-    )
     rewards = _flat(arrays, "rewards", path)
     terminals = _flat(arrays, "terminals", path).astype(bool)
     timeouts = _flat(arrays, "timeouts", path).astype(bool)
-
-    keep = ~timeouts[: n - 1]
-    check(
-        bool(keep.any()),
-        f"D4RL file {path}: every step is a timeout, so no transition is left",
-        "check the file's 'timeouts' key; only the final step of a time-limited episode is a timeout",
-    )
     has_next = "next_observations" in arrays
-    next_obs = arrays["next_observations"][: n - 1] if has_next else observations[1:n]
+    if keep_timeouts:
+        check(
+            has_next,
+            f"D4RL file {path} has no 'next_observations' so keep_timeouts cannot recover the next "
+            "observation of a timeout step",
+            "read it with keep_timeouts=False (qlearning_dataset semantics)",
+        )
+        check(n >= 1, f"D4RL file {path} has no steps", "use a file with at least one step")
+        rows, keep = n, np.ones(n, dtype=bool)
+        next_obs = arrays["next_observations"]
+        out_timeouts = timeouts
+    else:
+        check(
+            n >= 2,
+            f"D4RL file {path} has {n} step(s): no transitions (qlearning_dataset drops the last step)",
+            "use a file with at least two steps",
+        )
+        rows, keep = n - 1, ~timeouts[: n - 1]
+        check(
+            bool(keep.any()),
+            f"D4RL file {path}: every step is a timeout, so no transition is left",
+            "check the file's 'timeouts' key; only the final step of a time-limited episode is a timeout",
+        )
+        next_obs = arrays["next_observations"][: n - 1] if has_next else observations[1:n]
+        out_timeouts = np.zeros(n - 1, dtype=bool)
     # raw row i starts an episode if it is the first row or follows a terminal or a timeout
-    starts = np.empty(n - 1, dtype=bool)
+    starts = np.empty(rows, dtype=bool)
     starts[0] = True
-    starts[1:] = terminals[: n - 2] | timeouts[: n - 2]
+    starts[1:] = terminals[: rows - 1] | timeouts[: rows - 1]
     starts = starts[keep]
     starts[0] = True
 
@@ -179,12 +201,12 @@ def read_d4rl_hdf5(path: str | os.PathLike, *, name: str | None = None) -> Trans
         env_kwargs=env_kwargs,
     )
     t = Transitions(
-        observations=np.asarray(observations[: n - 1][keep], np.float32),
-        actions=np.asarray(arrays["actions"][: n - 1][keep], np.float32),
-        rewards=np.asarray(rewards[: n - 1][keep], np.float32),
+        observations=np.asarray(observations[:rows][keep], np.float32),
+        actions=np.asarray(arrays["actions"][:rows][keep], np.float32),
+        rewards=np.asarray(rewards[:rows][keep], np.float32),
         next_observations=np.asarray(next_obs[keep], np.float32),
-        terminals=terminals[: n - 1][keep],
-        timeouts=np.zeros(int(keep.sum()), dtype=bool),
+        terminals=terminals[:rows][keep],
+        timeouts=out_timeouts[keep],
         episode_starts=starts,
         info=info,
     )

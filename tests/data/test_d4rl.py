@@ -100,6 +100,24 @@ def test_next_observations_key_is_used(tmp_path: Path) -> None:
     np.testing.assert_array_equal(t.next_observations, t.observations + 1000.0)
 
 
+def test_keep_timeouts_keeps_every_row(tmp_path: Path) -> None:
+    data = three_episodes()
+    data["next_observations"] = data["observations"] + 1000.0
+    t = read_d4rl_hdf5(raw_file(tmp_path / "toy.hdf5", data), keep_timeouts=True)
+    assert len(t) == 10  # the timeout row 6 and the file's last row 9 are transitions too
+    np.testing.assert_array_equal(t.observations, data["observations"])
+    np.testing.assert_array_equal(t.next_observations, data["next_observations"])
+    np.testing.assert_array_equal(t.timeouts, data["timeouts"])
+    np.testing.assert_array_equal(t.terminals, data["terminals"])
+    np.testing.assert_array_equal(t.episode_starts, [1, 0, 0, 0, 1, 0, 0, 1, 0, 0])
+    np.testing.assert_allclose(t.episode_returns(), [3.0, 2.0 + 2.5 + 3.0, 3.5 + 4.0 + 4.5])
+
+
+def test_keep_timeouts_needs_next_observations(tmp_path: Path) -> None:
+    with pytest.raises(RlregError, match="no .next_observations. so keep_timeouts"):
+        read_d4rl_hdf5(raw_file(tmp_path / "toy.hdf5", three_episodes()), keep_timeouts=True)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_random_flags_match_reference_loop(tmp_path: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)

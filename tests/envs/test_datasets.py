@@ -70,6 +70,12 @@ def test_minari_and_d4rl_exports_agree(rlreg_home, tmp_path):
     np.testing.assert_array_equal(d.rewards, m.rewards[keep])
     assert d.info.env_id == m.info.env_id == "Pendulum-v1"
     assert (d.info.ref_min_score, d.info.ref_max_score) == (m.info.ref_min_score, m.info.ref_max_score)
+    # keeping timeouts, the D4RL reader returns exactly what the Minari reader returns
+    full = read_d4rl_hdf5(path, keep_timeouts=True)
+    assert m.timeouts.sum() > 0 and len(full) == len(m)
+    for key in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts",
+                "episode_starts"):
+        np.testing.assert_array_equal(getattr(full, key), getattr(m, key), err_msg=key)
 
 
 def test_reference_scores_bracket_the_levels(pendulum_medium):
