@@ -73,8 +73,9 @@ def test_minari_and_d4rl_exports_agree(rlreg_home, tmp_path):
     # keeping timeouts, the D4RL reader returns exactly what the Minari reader returns
     full = read_d4rl_hdf5(path, keep_timeouts=True)
     assert m.timeouts.sum() > 0 and len(full) == len(m)
-    for key in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts",
-                "episode_starts"):
+    keys = ["observations", "actions", "rewards", "next_observations", "terminals", "timeouts"]
+    keys.append("episode_starts")
+    for key in keys:
         np.testing.assert_array_equal(getattr(full, key), getattr(m, key), err_msg=key)
 
 
