@@ -8,7 +8,9 @@ medium. From ``RUN_DIR/snapshots/step_*.pt`` (saved with ``train.snapshot_every`
    ``--finalists`` over ``--episodes`` episodes and ships the best as ``<env>-expert``;
 2. ships as ``<env>-medium`` the snapshot before the expert whose training-time return is closest
    to one third of the expert's (re-evaluated over ``--episodes``);
-3. ships every snapshot up to medium as ``<env>-replay-<step>`` (evaluated over ``--replay-episodes``).
+3. ships ``--max-replay`` snapshots up to medium, evenly spaced and ending at medium, as
+   ``<env>-replay-<step>`` (evaluated over ``--replay-episodes``); the dataset maker gives each the
+   share of the data that its interval of training time stands for.
 
 Each file gets a JSON record: run, training command, step, seed, mean ± std return.
 
@@ -22,6 +24,8 @@ import csv
 import json
 import shlex
 from pathlib import Path
+
+import numpy as np
 
 from envs.evaluation import Evaluator
 from envs.policies import POLICY_DIR, load_policy, save_policy
@@ -43,6 +47,7 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--replay-episodes", type=int, default=20)
     p.add_argument("--finalists", type=int, default=3)
+    p.add_argument("--max-replay", type=int, default=5, help="medium-replay snapshots to ship (size budget)")
     p.add_argument("--out", default=str(POLICY_DIR))
     args = p.parse_args()
     run, out = Path(args.run_dir), Path(args.out)
@@ -92,8 +97,14 @@ def main() -> None:
     before = [s for s in steps if s < expert_step]
     medium_step = min(before, key=lambda s: abs(train_eval[s] - expert / 3))
     ship(medium_step, f"{args.env}-medium", args.episodes)
-    for s in (s for s in steps if s <= medium_step):
-        ship(s, f"{args.env}-replay-{s:08d}", args.replay_episodes)
+    # snapshots taken before learning started are untrained actors, not what the replay buffer held
+    starts = cfg["train"].get("learning_starts", 0)
+    upto = [s for s in steps if starts < s <= medium_step] or [medium_step]
+    picks = np.unique(np.round(np.linspace(0, len(upto) - 1, min(args.max_replay, len(upto))))).astype(int)
+    for old in out.glob(f"{args.env}-replay-*"):
+        old.unlink()  # a reshipped env must not keep snapshots of an earlier run
+    for i in picks:
+        ship(upto[i], f"{args.env}-replay-{upto[i]:08d}", args.replay_episodes)
 
 
 if __name__ == "__main__":
