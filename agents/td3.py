@@ -119,6 +119,8 @@ class _View:
         self.action_low = agent.action_low
         self.action_high = agent.action_high
         self.family = "actor_critic"
+        self.next_action: torch.Tensor | None = None  # set by each update (see ActorCriticView)
+        self.td_target: torch.Tensor | None = None
 
     @property
     def step(self) -> int:
@@ -221,7 +223,7 @@ class TD3Agent:
         c = self.config
         regs = self.regularizers
         self.num_updates += 1
-        obs, act, rew, next_obs, done = batch
+        obs, act, rew, next_obs, done = batch[:5]
         metrics: dict[str, torch.Tensor] = {}
 
         # -------- critic target (no grad)
@@ -244,6 +246,7 @@ class TD3Agent:
             weights = None
             for r in regs:
                 target = r.critic_target(batch, target, self.view)
+            self.view.next_action, self.view.td_target = next_act, target
             for r in regs:
                 w = r.td_weights(batch, self.view)
                 if w is not None:
@@ -298,7 +301,7 @@ class TD3Agent:
         metrics: dict[str, torch.Tensor],
     ) -> None:
         """Critic step when regularizers add critic terms (they may need Q's features)."""
-        obs, act, _, next_obs, _ = batch
+        obs, act, next_obs = batch.observations, batch.actions, batch.next_observations
         if self._need_features:
             q, features = self.critic.forward_features(obs, act)
             with torch.no_grad():
@@ -392,7 +395,7 @@ class TD3Agent:
         )
         idx = torch.empty(batch_size, dtype=torch.long, device=self.device)
         rows = torch.empty(batch_size, store.width, device=self.device)
-        batch = store.split(rows)
+        batch = store.split(rows, idx)
 
         def sample() -> None:
             torch.randint(0, store.size, (batch_size,), generator=sample_gen, device=self.device, out=idx)

@@ -215,13 +215,18 @@ class Transitions:
 
 
 class TensorBatch(NamedTuple):
-    """A sampled batch on the training device. ``dones`` = terminals as float (1 = no bootstrap)."""
+    """A sampled batch on the training device. ``dones`` = terminals as float (1 = no bootstrap).
+
+    ``indices`` are the sampled rows of the :class:`TransitionStore` (``(B,)`` int64), or None for a
+    batch built by hand; dataset-aware regularizers (PRDC's certified neighbour search) use them.
+    """
 
     observations: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
     next_observations: torch.Tensor
     dones: torch.Tensor
+    indices: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -341,15 +346,15 @@ class TransitionStore:
         self.pos = end % self.capacity
         self.size = min(self.size + n, self.capacity)
 
-    def split(self, rows: torch.Tensor) -> TensorBatch:
+    def split(self, rows: torch.Tensor, indices: torch.Tensor | None = None) -> TensorBatch:
         """Views of packed rows as a :class:`TensorBatch` (rewards and dones shaped ``(B,)``)."""
         o, a, r, no, d = torch.split(rows, self._splits, dim=1)
-        return TensorBatch(o, a, r.squeeze(1), no, d.squeeze(1))
+        return TensorBatch(o, a, r.squeeze(1), no, d.squeeze(1), indices)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TensorBatch:
         """Uniform sample with replacement (as TD3+BC, PRDC and A2PR do)."""
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
-        return self.split(self.data.index_select(0, idx))
+        return self.split(self.data.index_select(0, idx), idx)
 
     def state_dict(self) -> dict:
         return {

@@ -1,5 +1,6 @@
 """Regularizers: one file per method, all following the contract in :mod:`rlreg.regularizers.base`."""
 
+from rlreg.regularizers.a2pr import A2PR, A2PRConfig
 from rlreg.regularizers.base import (
     REGISTRY,
     ActorCriticView,
@@ -13,8 +14,13 @@ from rlreg.regularizers.base import (
     regularizer_names,
 )
 from rlreg.regularizers.bc import BC, BCConfig
+from rlreg.regularizers.prdc import PRDC, PRDCConfig
 
 __all__ = [
+    "A2PR",
+    "A2PRConfig",
+    "PRDC",
+    "PRDCConfig",
     "REGISTRY",
     "ActorCriticView",
     "BC",

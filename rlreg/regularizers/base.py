@@ -90,7 +90,9 @@ class ActorCriticView(Protocol):
     """What a regularizer may see of an actor-critic agent (ours or an SB3 subclass).
 
     ``step`` is the number of completed updates; ``policy`` is the online deterministic policy
-    (differentiable); ``q_values`` returns ``(E, B)`` Q estimates of all heads.
+    (differentiable); ``q_values`` returns ``(E, B)`` Q estimates of all heads and ``q1`` the
+    first head's ``(B,)``. During an update, after the ``critic_target`` hooks, ``next_action`` is
+    the (smoothed) next action ``a'`` the TD target used and ``td_target`` the final target ``y``.
     """
 
     device: torch.device
@@ -99,6 +101,8 @@ class ActorCriticView(Protocol):
     act_dim: int
     action_low: torch.Tensor
     action_high: torch.Tensor
+    next_action: torch.Tensor | None
+    td_target: torch.Tensor | None
 
     @property
     def step(self) -> int: ...
@@ -108,6 +112,8 @@ class ActorCriticView(Protocol):
     def policy_target(self, obs: torch.Tensor) -> torch.Tensor: ...
 
     def q_values(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
+
+    def q1(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
 
 
 @dataclass
