@@ -65,21 +65,30 @@ def _rerank(
 
 
 def brute_force_kth(
-    keys: torch.Tensor, queries: torch.Tensor, k: int = 1, chunk: int = 1 << 16
+    keys: torch.Tensor,
+    queries: torch.Tensor,
+    k: int = 1,
+    chunk: int = 1 << 16,
+    prepared: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact k-th neighbour by chunked brute force: ``(squared distance (B,), row (B,))``."""
+    """Exact k-th neighbour by chunked brute force: ``(squared distance (B,), row (B,))``.
+
+    Ranking uses ``‖q‖² − 2 q·x + ‖x‖²`` on data centred at the keys' mean (distances do not change,
+    rounding shrinks), then the best ``k + 7`` rows per query are re-ranked by ``‖q − x‖²``.
+    ``prepared`` = ``(centre, centred keys, their squared norms)`` saves recomputing them.
+    """
     n, b = keys.shape[0], queries.shape[0]
     _check_k(k, n)
     if b == 0:
         return queries.new_zeros(0), torch.zeros(0, dtype=torch.long, device=queries.device)
+    centre, ck, ck2 = prepared if prepared is not None else _prepare(keys)
+    cq = queries - centre
     keep = min(n, k + _RERANK - 1)
-    q2 = queries.square().sum(1, keepdim=True)
+    q2 = cq.square().sum(1, keepdim=True)
     best_d = best_i = None
     for start in range(0, n, chunk):
-        kc = keys[start : start + chunk]
-        d = torch.addmm(q2 + kc.square().sum(1), queries, kc.T, alpha=-2.0)
-        m = min(keep, kc.shape[0])
-        dv, di = torch.topk(d, m, dim=1, largest=False)
+        d = torch.addmm(q2 + ck2[start : start + chunk], cq, ck[start : start + chunk].T, alpha=-2.0)
+        dv, di = torch.topk(d, min(keep, d.shape[1]), dim=1, largest=False)
         di = di + start
         if best_d is None:
             best_d, best_i = dv, di
@@ -87,6 +96,12 @@ def brute_force_kth(
             best_d, order = torch.topk(torch.cat([best_d, dv], 1), keep, dim=1, largest=False)
             best_i = torch.cat([best_i, di], 1).gather(1, order)
     return _rerank(keys, queries, best_i, k)
+
+
+def _prepare(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    centre = keys.mean(0)
+    ck = keys - centre
+    return centre, ck, ck.square().sum(1)
 
 
 class KNNIndex:
@@ -119,6 +134,7 @@ class KNNIndex:
         self.workers = workers
         self._tree = None
         self._faiss = None
+        self._prepared = _prepare(keys) if backend == "brute" else None
         if backend == "kdtree":
             from scipy.spatial import cKDTree
 
@@ -153,7 +169,8 @@ class KNNIndex:
             "build queries with the same features as the keys",
         )
         if self.backend == "brute":
-            return brute_force_kth(self.keys, queries.to(self.keys.device, self.keys.dtype), k)
+            q = queries.to(self.keys.device, self.keys.dtype)
+            return brute_force_kth(self.keys, q, k, prepared=self._prepared)
         q = queries.detach().cpu().numpy()
         if q.shape[0] == 0:
             return queries.new_zeros(0), torch.zeros(0, dtype=torch.long, device=queries.device)

@@ -58,7 +58,7 @@ def test_cpu_and_cuda_updates_agree():
     for _ in range(6):
         batch = store.sample(256, gen)
         m_cpu = cpu.update(batch)
-        m_gpu = gpu.update(type(batch)(*(t.cuda() for t in batch)))
+        m_gpu = gpu.update(type(batch)(*(t.cuda() for t in batch[:5])))
     for k in m_cpu:
         assert m_gpu[k].item() == pytest.approx(m_cpu[k].item(), rel=1e-3, abs=1e-5), k
     for p, q in zip(cpu.actor.parameters(), gpu.actor.parameters()):

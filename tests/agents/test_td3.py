@@ -44,7 +44,7 @@ def test_critic_loss_matches_td3_formula(make_batch):
     gen.set_state(agent.gen.get_state())
     m = agent.update(batch)
 
-    obs, act, rew, nobs, done = batch
+    obs, act, rew, nobs, done = batch[:5]
     with torch.no_grad():
         eps = torch.randn(nobs.shape[0], A, generator=gen)
         eps = (eps * 0.2).clamp(-0.5, 0.5)
