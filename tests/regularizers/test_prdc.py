@@ -1,0 +1,150 @@
+"""PRDC's dataset-constraint term: value against an independent computation, k and β semantics,
+gradient flow, backends agreeing, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rlreg.data.transitions import TensorBatch, TransitionStore
+from rlreg.errors import RlregError
+from rlreg.regularizers import PRDC, SetupSource
+
+OBS, ACT = 3, 2
+
+
+def make_store(n: int = 500, seed: int = 0) -> TransitionStore:
+    rng = np.random.default_rng(seed)
+    obs = np.cumsum(rng.standard_normal((n, OBS)) * 0.2, 0).astype(np.float32)
+    act = np.tanh(obs[:, :ACT] + 0.5 * rng.standard_normal((n, ACT))).astype(np.float32)
+    store = TransitionStore(n, OBS, ACT)
+    store.add(obs, act, rng.standard_normal(n), obs + 0.1, np.zeros(n))
+    return store
+
+
+def setup_prdc(store: TransitionStore, **cfg) -> PRDC:
+    reg = PRDC(**cfg)
+    box = torch.ones(ACT)
+    reg.setup(SetupSource(OBS, ACT, -box, box, store=store), view=None)
+    return reg
+
+
+def batch_of(store: TransitionStore, rows: list[int] | np.ndarray, with_indices: bool = True) -> TensorBatch:
+    idx = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    return store.split(store.data.index_select(0, idx), idx if with_indices else None)
+
+
+def independent_dc(store: TransitionStore, obs, pi, beta: float, k: int) -> tuple[float, np.ndarray]:
+    """PRDC's loss by its definition: keys (β s_j, a_j) over all rows, query (β s, π), k-th nearest."""
+    data = store.data[: len(store)].double().numpy()
+    s_all, a_all = data[:, :OBS], data[:, OBS : OBS + ACT]
+    total, chosen = 0.0, []
+    for s, p in zip(obs.double().numpy(), pi.double().numpy()):
+        d = [
+            np.sum((beta * s - beta * s_all[j]) ** 2) + np.sum((p - a_all[j]) ** 2) for j in range(len(data))
+        ]
+        j = int(np.argsort(d, kind="stable")[k - 1])
+        chosen.append(j)
+        total += float(np.sum((p - a_all[j]) ** 2))
+    return total / (len(pi) * ACT), np.array(chosen)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("beta", [0.5, 2.0])
+def test_dc_loss_equals_definition(k, beta):
+    store = make_store()
+    reg = setup_prdc(store, beta=beta, k=k)
+    batch = batch_of(store, np.random.default_rng(1).integers(0, len(store), 24))
+    pi = torch.tanh(torch.randn(24, ACT, generator=torch.Generator().manual_seed(2)))
+    terms = reg.actor_terms(batch, pi, view=None)
+    want, rows = independent_dc(store, batch.observations, pi, beta, k)
+    assert terms.losses["dc_loss"].item() == pytest.approx(want, rel=1e-5)
+    a_nn, d2, _ = reg.neighbour(batch, pi)
+    np.testing.assert_array_equal(a_nn.numpy(), store.data[rows, OBS : OBS + ACT].numpy())
+    assert terms.stats["nn_distance"].item() == pytest.approx(d2.sqrt().mean().item())
+
+
+def test_kth_neighbour_alone_not_an_average():
+    store = TransitionStore(3, 1, 1)
+    store.add(np.zeros((3, 1)), np.array([[0.1], [0.5], [-0.9]]), np.zeros(3), np.zeros((3, 1)), np.zeros(3))
+    box = torch.ones(1)
+    for k, want in ((1, 0.1), (2, 0.5), (3, -0.9)):
+        reg = PRDC(k=k)
+        reg.setup(SetupSource(1, 1, -box, box, store=store), None)
+        batch = batch_of(store, [0])
+        a_nn, _, _ = reg.neighbour(batch, torch.tensor([[0.0]]))
+        assert a_nn.item() == pytest.approx(want)
+
+
+def test_beta_trades_state_match_for_action_match():
+    # two states far apart; the query's own state has action +1, the other state has action 0
+    store = TransitionStore(2, 1, 1)
+    store.add(np.array([[0.0], [1.0]]), np.array([[1.0], [0.0]]), np.zeros(2), np.zeros((2, 1)), np.zeros(2))
+    box = torch.ones(1)
+    batch = batch_of(store, [0])
+    pi = torch.tensor([[0.0]])  # equals the other state's action
+    picks = {}
+    for beta in (0.1, 10.0):
+        reg = PRDC(beta=beta)
+        reg.setup(SetupSource(1, 1, -box, box, store=store), None)
+        picks[beta] = reg.neighbour(batch, pi)[0].item()
+    assert picks[10.0] == 1.0  # large β: the same state's action (→ TD3+BC's BC term)
+    assert picks[0.1] == 0.0  # small β: the nearest action anywhere
+
+
+def test_gradient_reaches_policy_only_through_the_squared_error():
+    store = make_store()
+    reg = setup_prdc(store)
+    batch = batch_of(store, range(16))
+    pi = torch.tanh(torch.randn(16, ACT)).requires_grad_(True)
+    loss = reg.actor_terms(batch, pi, None).losses["dc_loss"]
+    (g,) = torch.autograd.grad(loss, [pi])
+    a_nn = reg.neighbour(batch, pi)[0]
+    assert not a_nn.requires_grad  # the neighbour is a constant
+    torch.testing.assert_close(g, 2 * (pi.detach() - a_nn) / (16 * ACT))
+
+
+def test_certified_search_matches_the_tree_and_the_unindexed_path():
+    store = make_store(n=3000)
+    rows = np.random.default_rng(4).integers(0, 3000, 256)
+    pi = torch.tanh(torch.randn(256, ACT, generator=torch.Generator().manual_seed(5)))
+    fast = setup_prdc(store, candidates=8)  # auto on CPU: row-certified candidates + tree fallback
+    assert fast.rows is not None
+    tree = setup_prdc(store, backend="kdtree")
+    brute = setup_prdc(store, backend="brute")
+    a_fast, d_fast, ok = fast.neighbour(batch_of(store, rows), pi)
+    a_plain, d_plain, none = fast.neighbour(batch_of(store, rows, with_indices=False), pi)
+    a_tree, d_tree, _ = tree.neighbour(batch_of(store, rows), pi)
+    a_brute, d_brute, _ = brute.neighbour(batch_of(store, rows), pi)
+    assert none is None and ok is not None and 0 < ok.float().mean() < 1  # both paths exercised
+    for d in (d_plain, d_tree, d_brute):
+        torch.testing.assert_close(d_fast, d, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(a_fast, a_tree)
+    torch.testing.assert_close(a_fast, a_brute)
+    torch.testing.assert_close(a_fast, a_plain)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "match"),
+    [
+        ({"beta": 0.0}, "prdc.beta must be a finite number > 0"),
+        ({"beta": -1.0}, "prdc.beta must be a finite number > 0"),
+        ({"beta": float("inf")}, "prdc.beta must be a finite number > 0"),
+        ({"k": 0}, "prdc.k must be an integer >= 1"),
+        ({"k": 1.5}, "prdc.k must be an integer >= 1"),
+        ({"backend": "annoy"}, "prdc.backend must be one of"),
+        ({"candidates": 0}, "prdc.candidates must be an integer >= k"),
+    ],
+)
+def test_bad_settings(cfg, match):
+    with pytest.raises(RlregError, match=match):
+        PRDC(**cfg)
+
+
+def test_k_larger_than_dataset_and_online_use():
+    box = torch.ones(ACT)
+    with pytest.raises(RlregError, match="prdc.k=600 is larger than the dataset \\(500 transitions\\)"):
+        setup_prdc(make_store(500), k=600, candidates=600)
+    with pytest.raises(RlregError, match="prdc needs a dataset"):
+        PRDC().setup(SetupSource(OBS, ACT, -box, box, store=None), None)
