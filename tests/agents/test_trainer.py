@@ -17,11 +17,13 @@ from rlreg.data.d4rl import write_d4rl_hdf5
 from rlreg.errors import RlregError
 
 SMALL = {"agent.actor_hidden": "[64,64]", "agent.critic_hidden": "[64,64]", "train.log_every": "10"}
+SMALL_REGS = {"a2pr": {"a2pr.value_hidden": "[32,32]", "a2pr.vae_hidden": "[48,48]"}}
+OFFLINE_RECIPES = ["td3bc", "prdc", "a2pr"]
 
 
-def small_cfg(dataset: str, steps: int = 60, **extra: str) -> dict:
-    sets = dict(SMALL, **{"train.steps": str(steps)}, **extra)
-    return resolve_config("td3bc", dataset, seed=3, device="cpu", sets=sets)
+def small_cfg(dataset: str, steps: int = 60, recipe: str = "td3bc", **extra: str) -> dict:
+    sets = dict(SMALL, **SMALL_REGS.get(recipe, {}), **{"train.steps": str(steps)}, **extra)
+    return resolve_config(recipe, dataset, seed=3, device="cpu", sets=sets)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -37,10 +39,11 @@ class Crash(Exception):
     pass
 
 
-def test_resume_after_crash_is_exact(pendulum_medium, tmp_path):
+@pytest.mark.parametrize("recipe", OFFLINE_RECIPES)
+def test_resume_after_crash_is_exact(pendulum_medium, tmp_path, recipe):
     extra = {"train.checkpoint_every": "20", "train.eval_every": "30", "train.eval_episodes": "2"}
     full = tmp_path / "full"
-    train(small_cfg(pendulum_medium, 60, **extra), full, progress=False)
+    train(small_cfg(pendulum_medium, 60, recipe, **extra), full, progress=False)
 
     crashed = tmp_path / "crashed"
 
@@ -49,7 +52,7 @@ def test_resume_after_crash_is_exact(pendulum_medium, tmp_path):
             raise Crash
 
     with pytest.raises(Crash):
-        train(small_cfg(pendulum_medium, 60, **extra), crashed, progress=False, callback=crash_at_50)
+        train(small_cfg(pendulum_medium, 60, recipe, **extra), crashed, progress=False, callback=crash_at_50)
     assert not (crashed / "summary.json").exists()
     assert read_csv(crashed / "metrics.csv")[-1]["step"] == "50"  # rows past the checkpoint exist...
     resume(crashed, progress=False)  # ...and are dropped when resuming from step 40
@@ -60,18 +63,25 @@ def test_resume_after_crash_is_exact(pendulum_medium, tmp_path):
     for part in ("actor", "critic", "actor_target", "critic_target"):
         for k in a["agent"][part]:
             assert torch.equal(a["agent"][part][k], b["agent"][part][k]), (part, k)
+    for ra, rb in zip(a["agent"]["regularizers"], b["agent"]["regularizers"]):
+        for name, module in ra["modules"].items():
+            for k, v in module.items():
+                assert torch.equal(v, rb["modules"][name][k]), (ra["name"], name, k)
     assert loss_columns(read_csv(full / "metrics.csv")) == loss_columns(read_csv(crashed / "metrics.csv"))
     assert read_csv(full / "eval.csv") == read_csv(crashed / "eval.csv")
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (full, crashed))
     assert sa["final_score"] == sb["final_score"]
 
 
-def test_same_seed_twice_gives_identical_losses(pendulum_medium, tmp_path):
+@pytest.mark.parametrize("recipe", OFFLINE_RECIPES)
+def test_same_seed_twice_gives_identical_losses(pendulum_medium, tmp_path, recipe):
     for name in ("a", "b"):
-        train(small_cfg(pendulum_medium, 40, **{"train.eval_episodes": "0"}), tmp_path / name, progress=False)
+        cfg = small_cfg(pendulum_medium, 40, recipe, **{"train.eval_episodes": "0"})
+        train(cfg, tmp_path / name, progress=False)
     ra, rb = (loss_columns(read_csv(tmp_path / n / "metrics.csv")) for n in ("a", "b"))
     assert ra == rb and len(ra) == 4
-    assert "reg/bc/bc_loss" in ra[0]
+    term = {"td3bc": "reg/bc/bc_loss", "prdc": "reg/prdc/dc_loss", "a2pr": "reg/a2pr/vae_loss"}[recipe]
+    assert term in ra[0]
 
 
 def test_td3bc_learns_pendulum_better_than_random(pendulum_medium, tmp_path):
