@@ -56,3 +56,36 @@ def unit_box(act_dim: int) -> tuple[np.ndarray, np.ndarray]:
 def make_batch():
     """Factory for fixed synthetic batches: ``make_batch(n, obs_dim, act_dim, seed)``."""
     return random_batch
+
+
+def _poor_half_task(n: int = 4000, seed: int = 0):
+    """A one-step offline task where the behaviour is poor in half the states.
+
+    s ~ U[-1, 1]², a ∈ [-1, 1], r = 1 − 4 (a − s₀/2)², every transition terminal. The behaviour
+    acts near-optimally (noise 0.05) where s₁ > 0 and 0.5 off where s₁ ≤ 0. Returns the
+    :class:`TransitionStore` and the data's mean reward (≈ 0.49).
+    """
+    from rlreg.data.transitions import TransitionStore
+
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    best = 0.5 * s[:, :1]
+    a = np.clip(best + np.where(s[:, 1:] <= 0, 0.5, 0.0) + 0.05 * rng.standard_normal((n, 1)), -1, 1)
+    r = (1 - 4 * (a - best) ** 2)[:, 0]
+    store = TransitionStore(n, 2, 1)
+    store.add(s, a, r, s, np.ones(n))
+    return store, float(r.mean())
+
+
+def _poor_half_score(actor, n: int = 1000) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Mean true reward of ``actor`` on fixed test states of :func:`_poor_half_task`."""
+    s = torch.rand(n, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        a = actor(s)
+    return (1 - 4 * (a - 0.5 * s[:, :1]) ** 2).mean().item(), s, a
+
+
+@pytest.fixture
+def poor_half():
+    """``(make_task, score)``: :func:`_poor_half_task` and :func:`_poor_half_score`."""
+    return _poor_half_task, _poor_half_score

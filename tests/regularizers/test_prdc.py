@@ -150,22 +150,17 @@ def test_k_larger_than_dataset_and_online_use():
         PRDC().setup(SetupSource(OBS, ACT, -box, box, store=None), None)
 
 
-def test_prdc_beats_plain_td3_where_the_data_is_poor_and_stays_in_distribution():
+def test_prdc_beats_plain_td3_where_the_data_is_poor_and_stays_in_distribution(poor_half):
     """One-step task, r = 1 − 4(a − s₀/2)². The behaviour is near-optimal where s₁ > 0 and 0.5 off
     where s₁ ≤ 0, so Q's extrapolation beyond the data invites plain TD3 out of distribution; PRDC
     (α = 2.5, β = 2) stays near the dataset pairs and scores far better."""
     from agents.td3 import TD3Agent, TD3Config
     from rlreg.knn import KNNIndex
 
-    rng = np.random.default_rng(0)
-    n = 4000
-    s = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
-    best = 0.5 * s[:, :1]
-    a = np.clip(best + np.where(s[:, 1:] <= 0, 0.5, 0.0) + 0.05 * rng.standard_normal((n, 1)), -1, 1)
-    store = TransitionStore(n, 2, 1)
-    store.add(s, a, (1 - 4 * (a - best) ** 2)[:, 0], s, np.ones(n))
+    make_task, score_of = poor_half
+    store, data_score = make_task()
+    n = len(store)
     low, high = -torch.ones(1), torch.ones(1)
-    test_s = torch.as_tensor(rng.uniform(-1, 1, (1000, 2)), dtype=torch.float32)
     near = KNNIndex(torch.cat([2 * store.data[:n, :2], store.data[:n, 2:3]], 1))
     result = {}
     for name, regs, alpha in (("td3", [], None), ("prdc", [PRDC()], 2.5)):
@@ -175,12 +170,9 @@ def test_prdc_beats_plain_td3_where_the_data_is_poor_and_stays_in_distribution()
         g = torch.Generator().manual_seed(0)
         for _ in range(2000):
             agent.update(store.sample(256, g))
-        with torch.no_grad():
-            act = agent.actor(test_s)
-        score = (1 - 4 * (act - 0.5 * test_s[:, :1]) ** 2).mean().item()
+        score, test_s, act = score_of(agent.actor)
         d2, _ = near.query(torch.cat([2 * test_s, act], 1))
         result[name] = (score, d2.sqrt().mean().item())
-    data_score = float(np.mean(1 - 4 * (a - best) ** 2))
     (td3_score, td3_ood), (prdc_score, prdc_ood) = result["td3"], result["prdc"]
     assert prdc_score > data_score > td3_score, result
     assert prdc_ood < 0.5 * td3_ood, result
