@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         "unambiguous), e.g. --set agent.alpha=3 --set bc.weight=0.5; repeatable",
     )
     t.add_argument(
+        "--add-reg",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="stack another registered regularizer on the recipe (its defaults; tune with --set "
+        "NAME.FIELD=...), e.g. td3bc --add-reg prdc; repeatable",
+    )
+    t.add_argument(
         "--out", metavar="DIR", help="run folder to create (default runs/<agent>-<data>-s<seed>-<time>)"
     )
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
@@ -170,7 +178,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.tensorboard:
         sets["train.tensorboard"] = "true"
     cfg = resolve_config(
-        args.agent, args.dataset, env=args.env, seed=args.seed, device=args.device, sets=sets
+        args.agent,
+        args.dataset,
+        env=args.env,
+        seed=args.seed,
+        device=args.device,
+        sets=sets,
+        add_regularizers=args.add_reg,
     )
     out = Path(args.out) if args.out else new_run_dir(cfg)
     print(f"rlreg: run folder {out}", flush=True)

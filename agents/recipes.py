@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -56,18 +57,34 @@ def resolve_config(
     seed: int = 0,
     device: str = "auto",
     sets: dict[str, Any] | None = None,
+    add_regularizers: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A complete, validated run config: recipe defaults → matching overrides → ``--set`` values."""
+    """A complete, validated run config: recipe defaults → matching overrides → ``--set`` values.
+
+    ``add_regularizers`` stacks more registered regularizers (with their config defaults) after the
+    recipe's own, e.g. ``resolve_config("td3bc", ..., add_regularizers=["prdc"])``.
+    """
     recipe = load_recipe(recipe_name)
     kind = recipe["agent"]
     agent_cls = AGENTS[kind][0]
-    regs = recipe.get("regularizers") or {}
+    regs = dict(recipe.get("regularizers") or {})
     for reg_name in regs:
         if reg_name not in REGISTRY:
             raise RlregError(
                 f"recipe '{recipe_name}' uses unknown regularizer '{reg_name}'",
                 f"registered: {', '.join(sorted(REGISTRY))}",
             )
+    for reg_name in add_regularizers:
+        if reg_name not in REGISTRY:
+            raise RlregError(
+                f"--add-reg {reg_name}: unknown regularizer", f"registered: {', '.join(sorted(REGISTRY))}"
+            )
+        if reg_name in regs:
+            raise RlregError(
+                f"--add-reg {reg_name}: recipe '{recipe_name}' already has it",
+                f"tune it with --set {reg_name}.FIELD=VALUE instead",
+            )
+        regs[reg_name] = {}
     cfg: dict[str, Any] = {
         "recipe": recipe_name,
         "agent": kind,

@@ -142,6 +142,27 @@ def test_cli_train_smoke_writes_every_term(pendulum_medium, tmp_path, capsys):
     assert "normalized score" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("recipe", "add"), [("td3bc", "prdc"), ("prdc", "a2pr")])
+def test_cli_stacks_regularizers(pendulum_medium, tmp_path, recipe, add):
+    out = tmp_path / "stacked"
+    args = ["train", recipe, "--dataset", pendulum_medium, "--steps", "20", "--eval-episodes", "0"]
+    args += ["--add-reg", add, "--set", f"{add}.{'beta' if add == 'prdc' else 'mask'}=3", "--no-progress"]
+    args += ["--set", "train.log_every=10", "--set", "a2pr.vae_hidden=[16]" if add == "a2pr" else "prdc.k=2"]
+    assert main(args + ["--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert [r["name"] for r in cfg["regularizers"]] == [{"td3bc": "bc"}.get(recipe, recipe), add]
+    header = read_csv(out / "metrics.csv")[0].keys()
+    first = {"td3bc": "reg/bc/bc_loss", "prdc": "reg/prdc/dc_loss"}[recipe]
+    assert first in header and f"reg/{add}/" + ("dc_loss" if add == "prdc" else "bc_loss") in header
+
+
+def test_cli_add_reg_bad_names(capsys):
+    assert main(["train", "td3bc", "--dataset", "x", "--add-reg", "nope"]) == 2
+    assert "unknown regularizer" in capsys.readouterr().err
+    assert main(["train", "td3bc", "--dataset", "x", "--add-reg", "bc"]) == 2
+    assert "already has it" in capsys.readouterr().err
+
+
 def test_cli_resume_extends_a_finished_run(pendulum_medium, tmp_path):
     out = tmp_path / "r"
     base = [
