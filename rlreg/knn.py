@@ -24,7 +24,10 @@ tree). The certified fraction is reported.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -217,7 +220,8 @@ class RowCertifiedKNN:
         split: number of shared leading features (PRDC: the observation size).
         m: candidates per row (memory ``N × m`` int32).
         fallback: exact index for uncertified queries (built over ``keys`` when None).
-        neighbours: precomputed ``(N, m)`` candidate rows (e.g. from a cache), optional.
+        neighbours: precomputed ``(N, m)`` candidate rows, optional.
+        cache_dir: where to cache the candidate rows between runs (see :meth:`state_neighbours`).
     """
 
     def __init__(
@@ -227,6 +231,7 @@ class RowCertifiedKNN:
         m: int = 32,
         fallback: KNNIndex | None = None,
         neighbours: np.ndarray | None = None,
+        cache_dir: str | os.PathLike | None = None,
     ) -> None:
         keys = torch.as_tensor(keys)
         check(
@@ -237,26 +242,53 @@ class RowCertifiedKNN:
         self.m = min(m, keys.shape[0])
         self.fallback = fallback if fallback is not None else KNNIndex(keys)
         if neighbours is None:
-            neighbours = self.state_neighbours(keys[:, :split].detach().cpu().numpy(), self.m)
+            neighbours = self.state_neighbours(
+                keys[:, :split].detach().cpu().numpy(), self.m, cache_dir=cache_dir
+            )
         check(
             neighbours.shape == (keys.shape[0], self.m),
             f"precomputed neighbours have shape {neighbours.shape}, expected {(keys.shape[0], self.m)}",
             "rebuild them for these keys and m",
         )
-        self.neighbours = torch.as_tensor(neighbours.astype(np.int64), device=keys.device)
+        # int32 rows (half the memory of int64; index_select takes either)
+        self.neighbours = torch.as_tensor(neighbours.astype(np.int32), device=keys.device)
         s = keys[:, :split]
-        self.radius2 = (s[self.neighbours[:, -1]] - s).square().sum(1)
+        self.radius2 = (s.index_select(0, self.neighbours[:, -1]) - s).square().sum(1)
         self.queries = 0
         self._certified = torch.zeros((), dtype=torch.long, device=keys.device)
 
     @staticmethod
-    def state_neighbours(states: np.ndarray, m: int, workers: int = -1) -> np.ndarray:
-        """``(N, m)`` rows nearest to each row in ``states`` (each row's own index comes first)."""
+    def state_neighbours(
+        states: np.ndarray, m: int, workers: int = -1, cache_dir: str | os.PathLike | None = None
+    ) -> np.ndarray:
+        """``(N, m)`` rows nearest to each row in ``states`` (int32).
+
+        With ``cache_dir`` the result is stored as ``rows-<digest of states>-m<m>.npy`` and reused
+        (it depends on the states only, not on β, which scales all state distances alike).
+        """
+        states = np.ascontiguousarray(states, np.float32)
+        path = None
+        if cache_dir is not None:
+            digest = hashlib.blake2b(states.tobytes(), digest_size=16)
+            digest.update(repr(states.shape).encode())
+            path = Path(cache_dir) / f"rows-{digest.hexdigest()}-m{m}.npy"
+            if path.is_file():
+                try:
+                    cached = np.load(path)
+                    if cached.shape == (states.shape[0], m):
+                        return cached
+                except (OSError, ValueError):
+                    pass  # a damaged cache file is recomputed and replaced
         from scipy.spatial import cKDTree
 
         _, idx = cKDTree(states).query(states, k=m, workers=workers)
-        idx = idx.reshape(states.shape[0], m)
-        return idx.astype(np.int32)
+        idx = idx.reshape(states.shape[0], m).astype(np.int32)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, idx)
+            os.replace(tmp, path)
+        return idx
 
     @property
     def certified_fraction(self) -> float:
@@ -276,11 +308,13 @@ class RowCertifiedKNN:
             f"k={k} exceeds the {self.m} candidates per row",
             f"build RowCertifiedKNN with m >= {k}",
         )
-        cand = self.neighbours[rows]  # (B, m)
-        d = (self.keys[cand] - queries[:, None, :]).square().sum(2)
+        b = rows.shape[0]
+        cand = self.neighbours.index_select(0, rows)  # (B, m)
+        x = self.keys.index_select(0, cand.view(-1)).view(b, self.m, -1)
+        d = x.sub_(queries[:, None, :]).square_().sum(2)
         dk, pos = torch.topk(d, k, dim=1, largest=False, sorted=True)
-        dist, idx = dk[:, k - 1], cand.gather(1, pos[:, k - 1 : k])[:, 0]
-        ok = dist <= self.radius2[rows]
+        dist, idx = dk[:, k - 1], cand.gather(1, pos[:, k - 1 : k])[:, 0].long()
+        ok = dist <= self.radius2.index_select(0, rows)
         self.queries += int(rows.shape[0])
         self._certified += ok.sum()
         if queries.device.type == "cuda":

@@ -12,7 +12,7 @@ import torch
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def rlreg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """RLREG_HOME pointing at a session temp folder (nothing is written to the user's home)."""
     home = tmp_path_factory.mktemp("rlreg_home")

@@ -162,3 +162,15 @@ def test_certified_fraction_is_high_near_the_data():
     assert index.certified_fraction == pytest.approx(ok.float().mean().item())
     with pytest.raises(RlregError, match="exceeds the 16 candidates"):
         index.query_rows(torch.as_tensor(rows), torch.as_tensor(near), 17)
+
+
+def test_state_neighbours_cache_is_reused(tmp_path):
+    rng = np.random.default_rng(0)
+    states = rng.standard_normal((300, 3)).astype(np.float32)
+    first = RowCertifiedKNN.state_neighbours(states, 5, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("rows-*-m5.npy")
+    np.save(path, np.zeros_like(first))  # prove the second call reads the file
+    assert (RowCertifiedKNN.state_neighbours(states, 5, cache_dir=tmp_path) == 0).all()
+    path.write_bytes(b"damaged")  # a damaged file is recomputed
+    np.testing.assert_array_equal(RowCertifiedKNN.state_neighbours(states, 5, cache_dir=tmp_path), first)
+    assert first.dtype == np.int32 and (first[:, 0] == np.arange(300)).all()

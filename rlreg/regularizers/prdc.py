@@ -25,7 +25,8 @@ Deliberate deviations, neither of which changes the result:
 * The search is :class:`rlreg.knn.RowCertifiedKNN` when batches carry their dataset rows (every
   offline batch does) on CPU: each row's 32 nearest dataset states are found once, a query is
   answered from its row's candidates when the certificate proves them exact, and the rest go to a
-  scipy ``cKDTree`` bounded by the candidates' distance. Same neighbour as the official
+  scipy ``cKDTree`` bounded by the candidates' distance. The candidate rows are cached in
+  ``$RLREG_HOME/cache/knn`` (keyed by the normalized states' digest). Same neighbour as the official
   ``KDTree`` (ties aside), at a fraction of the cost. On CUDA the search is an exact brute force on
   the device. ``backend`` forces one method.
 * Keys live on the training device as float32 (the official code keeps float32 keys in scipy).
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 from rlreg.data.transitions import TensorBatch
 from rlreg.errors import check
 from rlreg.knn import BACKENDS, KNNIndex, RowCertifiedKNN
+from rlreg.paths import rlreg_home
 from rlreg.regularizers.base import Regularizer, RegularizerConfig, SetupSource, Terms, register
 
 __all__ = ["PRDC", "PRDCConfig"]
@@ -104,15 +106,15 @@ class PRDC(Regularizer):
         store, c = source.store, self.config
         n = len(store)
         check(c.k <= n, f"prdc.k={c.k} is larger than the dataset ({n} transitions)", f"use prdc.k <= {n}")
-        obs, act = (
-            store.data[:n, : source.obs_dim],
-            store.data[:n, source.obs_dim : source.obs_dim + source.act_dim],
-        )
-        self.obs_dim = source.obs_dim
+        o = self.obs_dim = source.obs_dim
+        obs, act = store.data[:n, :o], store.data[:n, o : o + source.act_dim]
         self.keys = torch.cat([c.beta * obs, act], dim=1).contiguous()
         use_rows = c.backend == "auto" and self.keys.device.type == "cpu" and n > c.candidates
         self.index = KNNIndex(self.keys, backend="auto" if use_rows else c.backend)  # type: ignore[arg-type]
-        self.rows = RowCertifiedKNN(self.keys, source.obs_dim, c.candidates, self.index) if use_rows else None
+        self.rows = None
+        if use_rows:
+            cache = rlreg_home() / "cache" / "knn"
+            self.rows = RowCertifiedKNN(self.keys, o, c.candidates, self.index, cache_dir=cache)
 
     def neighbour(self, batch: TensorBatch, policy_action: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(neighbour action, squared key distance, certified mask or None)`` for the batch."""
