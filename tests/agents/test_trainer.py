@@ -257,10 +257,11 @@ def test_nan_in_dataset(tmp_path, capsys):
     assert "NaN or inf" in err(capsys)
 
 
-def test_d4rl_file_trains_end_to_end(tmp_path):
+@pytest.mark.parametrize("recipe", OFFLINE_RECIPES)
+def test_d4rl_file_trains_end_to_end(tmp_path, recipe):
     spec = write_pendulum_file(tmp_path / "p.hdf5")
     cfg = resolve_config(
-        "td3bc",
+        recipe,
         spec,
         device="cpu",
         sets={
@@ -268,6 +269,7 @@ def test_d4rl_file_trains_end_to_end(tmp_path):
             "train.eval_every": "20",
             "train.eval_episodes": "2",
             "train.log_every": "10",
+            **SMALL_REGS.get(recipe, {}),
         },
     )
     s = train(cfg, tmp_path / "run", progress=False)
