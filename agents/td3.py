@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from rlreg.data.transitions import TensorBatch
-from rlreg.errors import RlregError, check
+from rlreg.errors import RlregError, check, check_widths
 from rlreg.nets import Actor, Critic, FlatAdam, mlp_backward, mlp_forward
 from rlreg.regularizers.base import CriticContext, Regularizer, SetupSource
 
@@ -99,12 +99,7 @@ class TD3Config:
             "use alpha=2.5 (TD3+BC) or leave it unset for plain TD3",
         )
         for name in ("actor_hidden", "critic_hidden"):
-            v = getattr(self, name)
-            check(
-                len(v) > 0 and all(int(h) > 0 for h in v),
-                f"{name} must be non-empty positive widths, got {v}",
-                f"e.g. {name}=[256,256]",
-            )
+            check_widths(getattr(self, name), name)
 
 
 class _View:

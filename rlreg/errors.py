@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["RlregError", "check"]
+import math
+from collections.abc import Sequence
+
+__all__ = ["RlregError", "check", "check_number", "check_widths"]
 
 
 class RlregError(ValueError):
@@ -22,3 +25,29 @@ def check(condition: bool, problem: str, fix: str | None = None) -> None:
     """Raise :class:`RlregError` with ``problem`` and ``fix`` unless ``condition`` holds."""
     if not condition:
         raise RlregError(problem, fix)
+
+
+def check_number(
+    value: object, key: str, *, minimum: float = 0.0, strict: bool = False, example: str
+) -> None:
+    """A finite real number ``>= minimum`` (``> minimum`` when ``strict``), else a clear error.
+
+    ``key`` names the setting (e.g. ``prdc.beta``); ``example`` is a good value for the fix line.
+    """
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > minimum if strict else value >= minimum)
+    )
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    check(ok, f"{key} must be a finite number {bound}, got {value!r}", f"set {key} to e.g. {example}")
+
+
+def check_widths(value: Sequence[int], key: str) -> None:
+    """Hidden-layer widths: a non-empty sequence of positive integers."""
+    check(
+        len(value) > 0 and all(int(h) > 0 for h in value),
+        f"{key} must be non-empty positive widths, got {value!r}",
+        f"e.g. {key}=[256,256]",
+    )

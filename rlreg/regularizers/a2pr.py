@@ -40,7 +40,6 @@ Logged: ``bc_loss``, ``v_loss``, ``vae_loss``, ``regularized`` (share of samples
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +47,7 @@ import torch
 from torch import nn
 
 from rlreg.data.transitions import TensorBatch
-from rlreg.errors import check
+from rlreg.errors import check, check_number, check_widths
 from rlreg.nets import MLP, FlatAdam
 from rlreg.regularizers.base import Regularizer, RegularizerConfig, SetupSource, Terms, register
 
@@ -114,27 +113,12 @@ class A2PR(Regularizer):
 
     def validate(self) -> None:
         c = self.config
-        for field in ("mask", "vae_weight"):
-            v = getattr(c, field)
-            check(
-                isinstance(v, (int, float)) and math.isfinite(v) and v >= 0,
-                f"a2pr.{field} must be a finite number >= 0, got {v!r}",
-                f"set a2pr.{field} to e.g. 1.0 (0 disables that part)",
-            )
-        for field in ("value_lr", "vae_lr"):
-            v = getattr(c, field)
-            check(
-                isinstance(v, (int, float)) and v > 0,
-                f"a2pr.{field} must be > 0, got {v!r}",
-                f"set a2pr.{field} to e.g. 3e-4",
-            )
-        for field in ("value_hidden", "vae_hidden"):
-            v = getattr(c, field)
-            check(
-                len(v) > 0 and all(int(h) > 0 for h in v),
-                f"a2pr.{field} must be non-empty positive widths, got {v!r}",
-                f"e.g. a2pr.{field}=[256,256]",
-            )
+        check_number(c.mask, "a2pr.mask", example="1.0 (0 disables the term)")
+        check_number(c.vae_weight, "a2pr.vae_weight", example="1.0")
+        check_number(c.value_lr, "a2pr.value_lr", strict=True, example="3e-4")
+        check_number(c.vae_lr, "a2pr.vae_lr", strict=True, example="1e-3")
+        check_widths(c.value_hidden, "a2pr.value_hidden")
+        check_widths(c.vae_hidden, "a2pr.vae_hidden")
 
     def setup(self, source: SetupSource, view: Any) -> None:
         c = self.config

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from rlreg.data.transitions import TensorBatch
-from rlreg.errors import check
+from rlreg.errors import check_number
 from rlreg.regularizers.base import Regularizer, RegularizerConfig, Terms, register
 
 __all__ = ["BC", "BCConfig"]
@@ -55,12 +55,7 @@ class BC(Regularizer):
     config: BCConfig
 
     def validate(self) -> None:
-        w = self.config.weight
-        check(
-            isinstance(w, (int, float)) and w >= 0 and w == w and w != float("inf"),
-            f"bc.weight must be a finite number >= 0, got {w!r}",
-            "set bc.weight to a value such as 1.0 (0 disables the term)",
-        )
+        check_number(self.config.weight, "bc.weight", example="1.0 (0 disables the term)")
 
     def actor_terms(self, batch: TensorBatch, policy_action: torch.Tensor, view: Any) -> Terms:
         mse = F.mse_loss(policy_action, batch.actions)

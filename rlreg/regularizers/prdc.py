@@ -37,7 +37,6 @@ batch answered by the certificate, CPU only).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from rlreg.data.transitions import TensorBatch
-from rlreg.errors import check
+from rlreg.errors import check, check_number
 from rlreg.knn import BACKENDS, KNNIndex, RowCertifiedKNN
 from rlreg.paths import rlreg_home
 from rlreg.regularizers.base import Regularizer, RegularizerConfig, SetupSource, Terms, register
@@ -76,11 +75,7 @@ class PRDC(Regularizer):
 
     def validate(self) -> None:
         c = self.config
-        check(
-            isinstance(c.beta, (int, float)) and math.isfinite(c.beta) and c.beta > 0,
-            f"prdc.beta must be a finite number > 0, got {c.beta!r}",
-            "set prdc.beta to e.g. 2.0 (MuJoCo) or 7.5 (antmaze)",
-        )
+        check_number(c.beta, "prdc.beta", strict=True, example="2.0 (MuJoCo) or 7.5 (antmaze)")
         check(
             isinstance(c.k, int) and not isinstance(c.k, bool) and c.k >= 1,
             f"prdc.k must be an integer >= 1, got {c.k!r}",

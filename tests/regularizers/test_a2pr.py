@@ -205,7 +205,7 @@ def test_lambda_makes_the_actor_step_invariant_to_reward_scale():
     [
         ({"mask": -0.1}, "a2pr.mask must be a finite number >= 0"),
         ({"vae_weight": float("nan")}, "a2pr.vae_weight must be a finite number >= 0"),
-        ({"vae_lr": 0.0}, "a2pr.vae_lr must be > 0"),
+        ({"vae_lr": 0.0}, "a2pr.vae_lr must be a finite number > 0"),
         ({"value_hidden": ()}, "a2pr.value_hidden must be non-empty"),
     ],
 )
