@@ -60,6 +60,9 @@ def main() -> None:
     command = f"rlreg train {cfg['recipe']} --env {cfg['env']} --seed {cfg['seed']} " + " ".join(
         f"--set {shlex.quote(a.split('  #')[0])}" for a in cfg.get("applied", [])
     )
+    applied_steps = [a for a in cfg.get("applied", []) if a.startswith("train.steps=")]
+    if applied_steps and applied_steps[-1].split("  #")[0] != f"train.steps={cfg['train']['steps']}":
+        command += f" && rlreg train --resume {run} --steps {cfg['train']['steps']}"  # extended run
     base = {
         "run": str(run),
         "train_command": command,
