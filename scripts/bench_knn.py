@@ -180,7 +180,7 @@ def part_training(data, device: str, updates: int, block: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=1_000_000)
-    p.add_argument("--dataset", help="a dataset spec for part 2 instead of the synthetic data")
+    p.add_argument("--dataset", help="a dataset spec (e.g. hopper-medium-v0) instead of the synthetic data")
     p.add_argument("--device", default="cpu")
     p.add_argument("--beta", type=float, default=2.0)
     p.add_argument("--repeats", type=int, default=20)
@@ -194,18 +194,20 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     print(f"# bench_knn {when}, {cpu}, {args.device}, torch {torch.__version__}, {args.threads} threads")
-    data = trajectory_data(args.size)
+    if args.dataset:
+        from envs.datasets import load_dataset
+        from rlreg.data.transitions import ObsNormalizer
+
+        t = load_dataset(args.dataset, progress=True)
+        norm = ObsNormalizer.from_observations(t.observations)
+        data = (norm(t.observations), t.actions, t.rewards, t.terminals.astype(np.float32))
+        print(f"data: {args.dataset} ({len(t)} transitions, {t.obs_dim}+{t.act_dim} dims)")
+    else:
+        data = trajectory_data(args.size)
+        print(f"data: synthetic trajectories ({args.size} transitions, 17+6 dims)")
     if not args.skip_search:
         part_search(data[0], data[1], args.device, args.beta, args.repeats)
     if not args.skip_training:
-        if args.dataset:
-            from envs.datasets import load_dataset
-            from rlreg.data.transitions import ObsNormalizer
-
-            t = load_dataset(args.dataset, progress=True)
-            norm = ObsNormalizer.from_observations(t.observations)
-            data = (norm(t.observations), t.actions, t.rewards, t.terminals.astype(np.float32))
-            print(f"part 2 on {args.dataset} ({len(t)} transitions)")
         part_training(data, args.device, args.updates, args.block)
 
 
