@@ -316,7 +316,7 @@ def dataset_status(root: str | os.PathLike | None = None) -> list[dict[str, Any]
         from envs.policies import POLICY_DIR
 
         missing = ", ".join(n for n in r.requires if not (POLICY_DIR / f"{n}.pt").is_file())
-        size = r.default_size
+        size: int | None = r.default_size if r.size_fn is None else None  # None: set by what is shipped
         if r.size_fn is not None and not missing:
             try:
                 size = r.size_fn()
