@@ -238,9 +238,8 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     for r in rows:
         status = "made" if r["made"] else ("needs" if r["missing"] else "not made")
         where = r["path"] or (r["missing"] if r["missing"] else "minari:" + r["minari_id"])
-        print(
-            f"{r['name']:28s} {r['env_id']:16s} {status:9s} {r['size'] if r['size'] is not None else '-':>9}  {where}"
-        )
+        size = "-" if r["size"] is None else str(r["size"])
+        print(f"{r['name']:28s} {r['env_id']:16s} {status:9s} {size:>9}  {where}")
     print("\nAlso accepted by --dataset: d4rl:PATH.hdf5 (D4RL files) and minari:ID (local Minari datasets).")
     return 0
 
