@@ -61,9 +61,10 @@ def collect_episodes(
                 if term[i] or trunc[i]:
                     ep = _finish(b)
                     done_eps.append(ep)
-                    total += len(ep["rewards"])
-                    if progress is not None:
-                        progress(len(ep["rewards"]))
+                    n = len(ep["rewards"])
+                    if progress is not None:  # count only what will be kept (the last episode is cut)
+                        progress(max(0, min(n, num_transitions - total)))
+                    total += n
             resetting = term | trunc
             obs = next_obs
         # keep episodes in finishing order up to the exact size; cut the last one (marked truncated)
