@@ -108,7 +108,7 @@ def _unknown_name(name: str) -> RlregError:
 
 
 # ---------------------------------------------------------------------- reference scores
-_REF_CACHE: dict[tuple[str, str], float] = {}
+_REF_CACHE: dict[tuple[str, str, str], float] = {}
 
 
 def mean_return(env_id: str, policy: Policy, episodes: int = 100, seed: int = 123) -> float:
@@ -123,17 +123,34 @@ def mean_return(env_id: str, policy: Policy, episodes: int = 100, seed: int = 12
         ev.close()
 
 
-def _cached_ref(env_id: str, key: str, policy: Policy) -> float:
-    k = (env_id, key)
-    if k not in _REF_CACHE:
-        _REF_CACHE[k] = mean_return(env_id, policy)
+def _cached_ref(env_id: str, key: str, policy: Policy, identity: str) -> float:
+    """:func:`mean_return` of a reference policy, cached in memory and in
+    ``$RLREG_HOME/cache/refs.json`` under ``env_id|key|identity`` (``identity`` names the exact
+    policy, e.g. the digest of its weights file, so a changed policy is never served a stale value).
+    """
+    k = (env_id, key, identity)
+    if k in _REF_CACHE:
+        return _REF_CACHE[k]
+    path = rlreg_home() / "cache" / "refs.json"
+    disk_key = "|".join(k)
+    try:
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        stored = {}  # an unreadable cache is rebuilt
+    if disk_key not in stored:
+        stored[disk_key] = mean_return(env_id, policy)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stored, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    _REF_CACHE[k] = float(stored[disk_key])
     return _REF_CACHE[k]
 
 
 def _pendulum_refs() -> tuple[float, float]:
     return (
-        _cached_ref("Pendulum-v1", "random", pendulum.uniform),
-        _cached_ref("Pendulum-v1", "expert", pendulum.noisy(0.0)),
+        _cached_ref("Pendulum-v1", "random", pendulum.uniform, "uniform-v0"),
+        _cached_ref("Pendulum-v1", "expert", pendulum.noisy(0.0), "swing-up-controller-v0"),
     )
 
 

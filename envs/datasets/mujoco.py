@@ -22,6 +22,7 @@ scores: compare with D4RL's numbers only as a rough guide.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 
@@ -54,7 +55,11 @@ _ACT_DIM = {11: 3, 17: 6}
 def _refs(env: str) -> tuple[float, float]:
     env_id = ENVS[env]
     expert = shipped_policy(f"{env}-expert")  # raises with instructions when not shipped
-    return _cached_ref(env_id, "random", _uniform), _cached_ref(env_id, "expert", expert)
+    digest = hashlib.sha256((POLICY_DIR / f"{env}-expert.pt").read_bytes()).hexdigest()[:16]
+    return (
+        _cached_ref(env_id, "random", _uniform, "uniform-v0"),
+        _cached_ref(env_id, "expert", expert, f"policy-{digest}"),
+    )
 
 
 def replay_snapshots(env: str) -> list[tuple[int, str]]:

@@ -100,3 +100,23 @@ def test_bad_names_and_sizes():
         make_dataset("pendulum-medium-v0", size=0)
     with pytest.raises(RlregError, match="--size"):
         make_dataset("pendulum-medium-v0", size=-5)
+
+
+def test_reference_returns_are_cached_on_disk_by_policy_identity(rlreg_home, monkeypatch):
+    import envs.datasets as ds
+
+    calls = []
+
+    def fake_mean_return(env_id, policy, episodes=100, seed=123):
+        calls.append((env_id, policy))
+        return -5.0
+
+    monkeypatch.setattr(ds, "mean_return", fake_mean_return)
+    monkeypatch.setattr(ds, "_REF_CACHE", {})
+    assert ds._cached_ref("X-v0", "expert", "p1", "policy-aaa") == -5.0
+    monkeypatch.setattr(ds, "_REF_CACHE", {})  # a new process: served from refs.json
+    assert ds._cached_ref("X-v0", "expert", "p1", "policy-aaa") == -5.0
+    assert len(calls) == 1
+    assert ds._cached_ref("X-v0", "expert", "p2", "policy-bbb") == -5.0  # another policy: computed
+    assert len(calls) == 2
+    assert "X-v0|expert|policy-aaa" in (rlreg_home / "cache" / "refs.json").read_text()
