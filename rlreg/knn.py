@@ -196,8 +196,16 @@ class KNNIndex:
         return d.to(queries.device, queries.dtype), i.to(queries.device)
 
     def _query_tree(self, q: np.ndarray, k: int, bound: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # scipy takes one bound per call: the largest bound is valid for every query
-        limit = float(np.max(bound)) if np.ndim(bound) else float(bound)
+        if np.ndim(bound):
+            # scipy takes one bound per call: query groups of 8 similar bounds, each with its largest
+            # (valid for every member), so one far query does not loosen the pruning of the others
+            order = np.argsort(bound)
+            d = np.empty(q.shape[0])
+            i = np.empty(q.shape[0], dtype=np.int64)
+            for g in np.array_split(order, max(1, -(-q.shape[0] // 8))):
+                d[g], i[g] = self._query_tree(q[g], k, float(bound[g].max()))
+            return d, i
+        limit = float(bound)
         workers = self.workers if q.shape[0] >= 64 else 1
         d, i = self._tree.query(q, k=[k], workers=workers, distance_upper_bound=limit)
         d, i = d[:, 0], i[:, 0].astype(np.int64)
