@@ -174,7 +174,9 @@ def part_training(data, device: str, updates: int, block: int) -> None:
         f"{statistics.median(ratios):.3f})"
     )
     if certified:
-        print(f"certified fraction over training blocks: first {certified[0]:.3f}, last {certified[-1]:.3f}")
+        print("certified fraction per PRDC block: " + " ".join(f"{c:.2f}" for c in certified))
+        half = len(ratios) // 2
+        print(f"PRDC / TD3+BC over the second half of training: {statistics.median(ratios[half:]):.3f}")
 
 
 def main() -> None:
