@@ -128,6 +128,28 @@ def part_search(states, actions, device: str, beta: float, repeats: int) -> None
         )
 
 
+def part_candidates(states, actions, beta: float, ms: list[int], queries: int = 4096) -> None:
+    """Certified fraction vs candidates per row M, for π(s) = the row's action + Gaussian noise."""
+    from rlreg.knn import RowCertifiedKNN
+    from rlreg.paths import rlreg_home
+
+    nb = RowCertifiedKNN.state_neighbours(states, max(ms), cache_dir=rlreg_home() / "cache" / "knn")
+    keys = torch.as_tensor(np.concatenate([beta * states, actions], 1))
+    rng = np.random.default_rng(0)
+    print("noise std   " + "  ".join(f"M={m:<4d}" for m in ms))
+    for noise in (0.05, 0.1, 0.2, 0.3):
+        rows = rng.integers(0, len(states), queries)
+        pi = np.clip(actions[rows] + noise * rng.standard_normal((queries, actions.shape[1])), -1, 1)
+        q = torch.as_tensor(np.concatenate([beta * states[rows], pi], 1), dtype=torch.float32)
+        fracs = []
+        for m in ms:
+            cand = torch.as_tensor(nb[rows, :m]).long()
+            d = (keys[cand] - q[:, None, :]).square().sum(2).min(1).values
+            r2 = beta**2 * torch.as_tensor(states[nb[rows, m - 1]] - states[rows]).square().sum(1)
+            fracs.append((d <= r2).float().mean().item())
+        print(f"{noise:<11} " + "  ".join(f"{f:<6.3f}" for f in fracs))
+
+
 def part_training(data, device: str, updates: int, block: int) -> None:
     from agents.recipes import resolve_config
     from agents.td3 import TD3Agent, TD3Config
@@ -191,6 +213,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-search", action="store_true")
     p.add_argument("--skip-training", action="store_true")
+    p.add_argument(
+        "--candidates-table", metavar="M,M,...", help="also print certified fraction vs M, e.g. 16,32,64,128"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cpu = platform.processor() or platform.machine()
@@ -209,6 +234,8 @@ def main() -> None:
         print(f"data: synthetic trajectories ({args.size} transitions, 17+6 dims)")
     if not args.skip_search:
         part_search(data[0], data[1], args.device, args.beta, args.repeats)
+    if args.candidates_table:
+        part_candidates(data[0], data[1], args.beta, [int(m) for m in args.candidates_table.split(",")])
     if not args.skip_training:
         part_training(data, args.device, args.updates, args.block)
 
