@@ -171,7 +171,7 @@ def part_training(data, device: str, updates: int, block: int) -> None:
         t = time.perf_counter()
         agent.setup(SetupSource(obs_dim, act_dim, agent.action_low, agent.action_high, store=store))
         if name == "prdc":
-            print(f"PRDC setup (keys, tree, 32 candidates per row): {time.perf_counter() - t:.1f} s")
+            print(f"PRDC setup (keys, tree, candidates per row): {time.perf_counter() - t:.1f} s")
         agents[name] = (agent, torch.Generator(device=device).manual_seed(0))
     times: dict[str, list[float]] = {"td3bc": [], "prdc": []}
     certified = []

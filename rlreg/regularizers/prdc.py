@@ -23,7 +23,7 @@ on; the neighbour's action is a constant, so the gradient reaches the actor thro
 Deliberate deviations, neither of which changes the result:
 
 * The search is :class:`rlreg.knn.RowCertifiedKNN` when batches carry their dataset rows (every
-  offline batch does) on CPU: each row's 32 nearest dataset states are found once, a query is
+  offline batch does) on CPU: each row's 64 nearest dataset states (``candidates``) are found once, a query is
   answered from its row's candidates when the certificate proves them exact, and the rest go to a
   scipy ``cKDTree`` bounded by the candidates' distance. The candidate rows are cached in
   ``$RLREG_HOME/cache/knn`` (keyed by the normalized states' digest). Same neighbour as the official
@@ -60,8 +60,9 @@ class PRDCConfig(RegularizerConfig):
     """Use the k-th nearest neighbour alone (scipy ``k=[k]``); 1 in every published run."""
     backend: str = "auto"
     """kNN method: auto (certified candidates on CPU, brute force on CUDA), kdtree, brute, faiss."""
-    candidates: int = 32
-    """Dataset states per row searched before the exact fallback (auto backend on CPU)."""
+    candidates: int = 64
+    """Dataset states per row searched before the exact fallback (auto backend on CPU); memory
+    4 bytes × rows × candidates (256 MB for 1M rows). More certify more queries (docs/benchmarks.md)."""
 
 
 @register
@@ -89,7 +90,7 @@ class PRDC(Regularizer):
         check(
             isinstance(c.candidates, int) and c.candidates >= c.k,
             f"prdc.candidates must be an integer >= k ({c.k}), got {c.candidates!r}",
-            "use prdc.candidates=32",
+            "use prdc.candidates=64",
         )
 
     def setup(self, source: SetupSource, view: Any) -> None:
