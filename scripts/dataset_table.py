@@ -8,8 +8,10 @@ normalized score, transitions, episodes, and D4RL's reference returns side by si
 from __future__ import annotations
 
 import argparse
+import json
 
 from envs.datasets import DATASETS, load_dataset, make_dataset
+from envs.policies import POLICY_DIR
 from rlreg.data.scores import D4RL_REF_SCORES
 
 LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
@@ -21,8 +23,11 @@ def main() -> None:
     p.add_argument("--make", action="store_true", help="make missing datasets first")
     args = p.parse_args()
     d4rl = D4RL_REF_SCORES.get(args.env)
-    print(f"| {args.env} level | return mean ± std | normalized | transitions | episodes | command |")
-    print("|---|---|---|---|---|---|")
+    print(
+        f"| {args.env} level | episode return mean ± std | normalized (ours) | normalized (D4RL refs) "
+        "| transitions | episodes | command |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for level in LEVELS:
         name = f"{args.env}-{level}-v0"
         if name not in DATASETS:
@@ -32,9 +37,10 @@ def main() -> None:
         t = load_dataset(name)
         rets = t.episode_returns()
         score = t.info.normalized_score(float(rets.mean()))
+        d4rl_score = "—" if d4rl is None else f"{100 * (rets.mean() - d4rl[0]) / (d4rl[1] - d4rl[0]):.1f}"
         print(
-            f"| {level} | {rets.mean():.1f} ± {rets.std():.1f} | {score:.1f} | {len(t)} | {len(rets)} | "
-            f"`rlreg datasets make {name}` |"
+            f"| {level} | {rets.mean():.1f} ± {rets.std():.1f} | {score:.1f} | {d4rl_score} | {len(t)} | "
+            f"{len(rets)} | `rlreg datasets make {name}` |"
         )
     info = load_dataset(f"{args.env}-expert-v0").info if f"{args.env}-expert-v0" in DATASETS else None
     if info is not None:
@@ -43,6 +49,15 @@ def main() -> None:
         )
     if d4rl is not None:
         print(f" D4RL v2 references: random {d4rl[0]:.1f}, expert {d4rl[1]:.1f}.")
+    policies = []
+    for path in sorted(POLICY_DIR.glob(f"{args.env}-*.json")):
+        rec = json.loads(path.read_text())
+        policies.append(
+            f"{path.stem} {rec['return_mean']:.1f} ± {rec['return_std']:.1f} "
+            f"(step {rec['step']}, {rec['eval_episodes']} episodes)"
+        )
+    if policies:
+        print("\nBehaviour policies without noise: " + "; ".join(policies) + ".")
     print()
 
 
