@@ -148,13 +148,14 @@ class A2PR(Regularizer):
         c = self.config
         obs, act = batch.observations, batch.actions
         value, vae = self.modules["value"], self.modules["vae"]
+        v = value(obs)[:, 0]  # one forward: its detached value is the pre-update V
+        v_pre = v.detach()
         with torch.no_grad():
-            v_pre = value(obs)[:, 0]
             q1_data = view.q1(obs, act)
             q_next = view.q_values(batch.next_observations, view.next_action).amin(0)
             y_online = batch.rewards + view.gamma * (1.0 - batch.dones) * q_next
             v_target = torch.minimum(y_online, view.td_target)
-        v_loss = (value(obs)[:, 0] - v_target).square().mean()
+        v_loss = (v - v_target).square().mean()
         (g,) = torch.autograd.grad(v_loss, [value.flat])
         self.optimizers["value"].step(g)
 

@@ -97,10 +97,13 @@ def test_update_is_capturable_in_a_cuda_graph():
         ref = eager.update(batch)
     torch.cuda.synchronize()
     assert out["train/critic_loss"].item() == pytest.approx(ref["train/critic_loss"].item(), rel=1e-4)
-    for p, q in zip(eager.actor.parameters(), graphed.actor.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
-    for p, q in zip(eager.critic_target.parameters(), graphed.critic_target.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    assert_same_networks(eager, graphed, "actor", "critic_target")
+
+
+def assert_same_networks(a, b, *names: str) -> None:
+    for name in names:
+        for p, q in zip(getattr(a, name).parameters(), getattr(b, name).parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
 @cuda
@@ -117,10 +120,7 @@ def test_captured_training_matches_eager_training():
     torch.cuda.synchronize()
     assert graphed.num_updates == eager.num_updates == 7
     assert out["train/critic_loss"].item() == pytest.approx(ref["train/critic_loss"].item(), rel=1e-4)
-    for p, q in zip(eager.critic.parameters(), graphed.critic.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
-    for p, q in zip(eager.actor_target.parameters(), graphed.actor_target.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    assert_same_networks(eager, graphed, "critic", "actor_target")
 
 
 @cuda
