@@ -90,7 +90,7 @@ class PRDC(Regularizer):
         check(
             isinstance(c.candidates, int) and c.candidates >= c.k,
             f"prdc.candidates must be an integer >= k ({c.k}), got {c.candidates!r}",
-            "use prdc.candidates=64",
+            f"raise prdc.candidates to at least {c.k}, or lower prdc.k (1 in every published run)",
         )
 
     def setup(self, source: SetupSource, view: Any) -> None:
