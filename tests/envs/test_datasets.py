@@ -120,3 +120,24 @@ def test_reference_returns_are_cached_on_disk_by_policy_identity(rlreg_home, mon
     assert ds._cached_ref("X-v0", "expert", "p2", "policy-bbb") == -5.0  # another policy: computed
     assert len(calls) == 2
     assert "X-v0|expert|policy-aaa" in (rlreg_home / "cache" / "refs.json").read_text()
+
+
+def test_progress_counts_exactly_the_kept_transitions():
+    from envs.datasets import pendulum
+    from envs.datasets.rollout import collect_episodes
+
+    ticks: list[int] = []
+    eps = collect_episodes("Pendulum-v1", pendulum.uniform, 450, seed=0, num_envs=4, progress=ticks.append)
+    assert sum(len(e["rewards"]) for e in eps) == 450
+    assert sum(ticks) == 450  # the bar stops at the requested size, not at what was rolled out
+
+
+def test_status_shows_no_size_where_it_depends_on_missing_policies(monkeypatch, tmp_path):
+    import envs.datasets.mujoco as mj
+    import envs.policies as pol
+
+    monkeypatch.setattr(pol, "POLICY_DIR", tmp_path)
+    monkeypatch.setattr(mj, "POLICY_DIR", tmp_path)
+    rows = {r["name"]: r for r in dataset_status(root=tmp_path / "root")}
+    assert rows["hopper-medium-replay-v0"]["missing"] and rows["hopper-medium-replay-v0"]["size"] is None
+    assert rows["hopper-medium-v0"]["size"] == 1_000_000
