@@ -220,6 +220,17 @@ class TD3Agent:
         self.num_updates += 1
         obs, act, rew, next_obs, done = batch[:5]
         metrics: dict[str, torch.Tensor] = {}
+        actor_due = self.num_updates % c.policy_freq == 0
+        pre = None
+        if actor_due and regs:
+            # π(s) now: the critic step does not move the actor, so this forward serves the actor step
+            # too, and regularizers can start work on π(s) that overlaps the critic step
+            with torch.no_grad():
+                z, hs = mlp_forward(self.actor.net, obs)
+                t = torch.tanh(z)
+                pre = (hs, t, self.actor.to_box(t))
+            for r in regs:
+                r.prepare_actor(batch, pre[2], self.view)
 
         # -------- critic target (no grad)
         with torch.no_grad():
@@ -258,8 +269,8 @@ class TD3Agent:
                 metrics[f"reg/{r.name}/{k}"] = v
 
         # -------- delayed actor and targets
-        if self.num_updates % c.policy_freq == 0:
-            self._actor_step(batch, metrics)
+        if actor_due:
+            self._actor_step(batch, metrics, pre)
             with torch.no_grad():
                 torch._foreach_lerp_(self._targets, self._online, c.tau)
         return metrics
@@ -312,16 +323,24 @@ class TD3Agent:
             critic_loss = _add_terms(critic_loss, r.critic_terms(batch, ctx, self.view), r.name, metrics)
         self._step(self.critic_opt, critic_loss)
 
-    def _actor_step(self, batch: TensorBatch, metrics: dict[str, torch.Tensor]) -> None:
+    def _actor_step(
+        self,
+        batch: TensorBatch,
+        metrics: dict[str, torch.Tensor],
+        pre: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         """π(s) is computed without autograd and enters the loss as a leaf: every actor term reaches
         the actor through π(s) (the hook contract), so dL/dπ backpropagated by hand through the
         actor is the exact gradient."""
         c, actor = self.config, self.actor
         obs = batch.observations
         with torch.no_grad():
-            z, hs = mlp_forward(actor.net, obs)
-            t = torch.tanh(z)
-            pi = actor.to_box(t)
+            if pre is None:
+                z, hs = mlp_forward(actor.net, obs)
+                t = torch.tanh(z)
+                pi = actor.to_box(t)
+            else:
+                hs, t, pi = pre  # computed before the critic step (same actor weights)
             # Q1(s, π) by hand: dL_Q/dQ1 = -λ/B per sample is analytic, so its gradient w.r.t. π
             # needs no autograd graph (critic weights are constants in the actor loss).
             cnet = self.critic.net

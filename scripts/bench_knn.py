@@ -163,20 +163,22 @@ def part_training(data, device: str, updates: int, block: int) -> None:
     store.add(states, actions, rewards, np.roll(states, -1, 0), dones)
     low, high = -torch.ones(act_dim), torch.ones(act_dim)
     agents = {}
+    prdc_config = resolve_config("prdc", None)["regularizers"][0]["config"]
     for name, reg in (
         ("td3bc", BC()),
-        ("prdc", PRDC(**resolve_config("prdc", None)["regularizers"][0]["config"])),
+        ("prdc", PRDC(**prdc_config)),
+        ("prdc-inline", PRDC(**{**prdc_config, "overlap": False})),
     ):
         agent = TD3Agent(TD3Config(alpha=2.5), obs_dim, act_dim, low, high, [reg], device=device, seed=0)
         t = time.perf_counter()
         agent.setup(SetupSource(obs_dim, act_dim, agent.action_low, agent.action_high, store=store))
-        if name == "prdc":
-            print(f"PRDC setup (keys, tree, candidates per row): {time.perf_counter() - t:.1f} s")
+        if name.startswith("prdc"):
+            print(f"{name} setup (keys, tree, candidates per row): {time.perf_counter() - t:.1f} s")
         agents[name] = (agent, torch.Generator(device=device).manual_seed(0))
-    times: dict[str, list[float]] = {"td3bc": [], "prdc": []}
+    times: dict[str, list[float]] = {name: [] for name in agents}
     certified = []
     for i in range(updates // block):
-        for name in ("td3bc", "prdc") if i % 2 == 0 else ("prdc", "td3bc"):
+        for name in list(agents) if i % 2 == 0 else list(agents)[::-1]:
             agent, gen = agents[name]
             if device == "cuda":
                 torch.cuda.synchronize()
@@ -188,17 +190,19 @@ def part_training(data, device: str, updates: int, block: int) -> None:
             times[name].append((time.perf_counter() - t) / block)
             if name == "prdc" and "reg/prdc/certified" in m:
                 certified.append(m["reg/prdc/certified"].item())
-    ratios = [p / b for p, b in zip(times["prdc"], times["td3bc"])]
     ups = {k: 1 / statistics.median(v) for k, v in times.items()}
-    print(
-        f"TD3+BC {ups['td3bc']:.0f} updates/s, PRDC {ups['prdc']:.0f} updates/s; "
-        f"PRDC / TD3+BC update time: {ups['td3bc'] / ups['prdc']:.3f} (median of paired blocks "
-        f"{statistics.median(ratios):.3f})"
-    )
+    half = len(times["td3bc"]) // 2
+    for name, label in (("prdc", "search overlapping the critic step"), ("prdc-inline", "search inline")):
+        ratios = [p / b for p, b in zip(times[name], times["td3bc"])]
+        print(
+            f"TD3+BC {ups['td3bc']:.0f} updates/s, PRDC ({label}) {ups[name]:.0f} updates/s; "
+            f"PRDC / TD3+BC update time: median of paired blocks {statistics.median(ratios):.3f}, "
+            f"second half {statistics.median(ratios[half:]):.3f}"
+        )
+    same = torch.equal(agents["prdc"][0].actor.net.flat, agents["prdc-inline"][0].actor.net.flat)
+    print(f"overlapped and inline PRDC end with identical actor weights: {same}")
     if certified:
         print("certified fraction per PRDC block: " + " ".join(f"{c:.2f}" for c in certified))
-        half = len(ratios) // 2
-        print(f"PRDC / TD3+BC over the second half of training: {statistics.median(ratios[half:]):.3f}")
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ agent families, the view that family documents).
 
 Hook order within one update of an actor-critic agent (TD3 family)::
 
+    if the actor is due (every ``policy_freq`` updates):
+        prepare_actor(batch, policy_action, view)           (no grad; may start async work)
     critic_target(batch, target, view)   -> target          (no grad)
     td_weights(batch, view)              -> weights | None  (no grad)
     critic_terms(batch, ctx, view)       -> Terms           (added to the critic loss)
@@ -176,6 +178,14 @@ class Regularizer:
     # ------------------------------------------------------------------ hooks
     def setup(self, source: SetupSource, view: Any) -> None:
         """Build indexes, extra networks and their optimizers (once, before training)."""
+
+    def prepare_actor(self, batch: TensorBatch, policy_action: torch.Tensor, view: Any) -> None:
+        """Called before the critic step of an update whose actor is due, with π(s) (no grad).
+
+        The actor does not move before ``actor_terms`` runs, so ``policy_action`` equals the value
+        ``actor_terms`` will receive: work that depends only on it (PRDC's neighbour search) can
+        start here and overlap the critic step. Must not change anything ``critic_*`` hooks read.
+        """
 
     def critic_target(self, batch: TensorBatch, target: torch.Tensor, view: Any) -> torch.Tensor:
         """Return a new TD target (called under ``no_grad``)."""

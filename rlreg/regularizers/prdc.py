@@ -37,6 +37,7 @@ batch answered by the certificate, CPU only).
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,9 @@ class PRDCConfig(RegularizerConfig):
     candidates: int = 64
     """Dataset states per row searched before the exact fallback (auto backend on CPU); memory
     4 bytes × rows × candidates (256 MB for 1M rows). More certify more queries (docs/benchmarks.md)."""
+    overlap: bool = True
+    """On CPU, run the search on a worker thread during the critic step (same neighbours; False
+    searches inline in the actor step)."""
 
 
 @register
@@ -108,6 +112,8 @@ class PRDC(Regularizer):
         use_rows = c.backend == "auto" and self.keys.device.type == "cpu" and n > c.candidates
         self.index = KNNIndex(self.keys, backend="auto" if use_rows else c.backend)  # type: ignore[arg-type]
         self.rows = None
+        self._pending: tuple[TensorBatch, torch.Tensor, Future] | None = None
+        self._pool: ThreadPoolExecutor | None = None
         if use_rows:
             cache = rlreg_home() / "cache" / "knn"
             self.rows = RowCertifiedKNN(self.keys, o, c.candidates, self.index, cache_dir=cache)
@@ -115,14 +121,33 @@ class PRDC(Regularizer):
     def neighbour(self, batch: TensorBatch, policy_action: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(neighbour action, squared key distance, certified mask or None)`` for the batch."""
         q = torch.cat([self.config.beta * batch.observations, policy_action.detach()], dim=1)
+        return self._search(batch, q)
+
+    def _search(self, batch: TensorBatch, q: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.rows is not None and batch.indices is not None:
             d2, idx, ok = self.rows.query_rows(batch.indices, q, self.config.k)
         else:
             (d2, idx), ok = self.index.query(q, self.config.k), None
         return self.keys[idx, self.obs_dim :], d2, ok
 
+    def prepare_actor(self, batch: TensorBatch, policy_action: torch.Tensor, view: Any) -> None:
+        """On CPU, start the search on a worker thread so it overlaps the critic step (scipy and
+        torch release the GIL); ``actor_terms`` collects it. Same query, same neighbour."""
+        if not self.config.overlap or self.keys.device.type != "cpu":
+            return  # (on the GPU the search is asynchronous already)
+        q = torch.cat([self.config.beta * batch.observations, policy_action.detach()], dim=1)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlreg-prdc")
+        self._pending = (batch, policy_action, self._pool.submit(self._search, batch, q))
+
     def actor_terms(self, batch: TensorBatch, policy_action: torch.Tensor, view: Any) -> Terms:
-        a_nn, d2, ok = self.neighbour(batch, policy_action)
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] is batch and pending[1] is policy_action:
+            a_nn, d2, ok = pending[2].result()
+        else:
+            if pending is not None:
+                pending[2].result()  # never leave a search running behind the caller's back
+            a_nn, d2, ok = self.neighbour(batch, policy_action)
         stats = {"nn_distance": d2.sqrt().mean()}
         if ok is not None:
             stats["certified"] = ok.float().mean()

@@ -1,0 +1,235 @@
+"""Shared machinery of the batched MinAtar games: the game interface, device-independent random
+numbers, sticky actions and automatic reset.
+
+A game (:class:`BatchedGame` subclass) holds the state of N environments as tensors on one device
+and advances all of them with tensor operations; it never loops over environments in Python.
+:class:`MinAtarBatch` wraps a game with the parts every game shares (MinAtar semantics):
+
+* the full 6-action set ``n, l, u, r, d, f`` by default (``minimal_actions=True`` maps a game's
+  minimal set onto it);
+* sticky actions: with probability ``sticky_action_prob`` (0.1) the environment repeats its
+  *previously executed* action instead of the chosen one; that last action starts at 0 (no-op) and
+  is **not** reset between episodes;
+* automatic reset: an environment whose episode ended starts a new one within the same ``step``
+  (Gymnasium's ``SAME_STEP`` autoreset); its final observation is returned separately;
+* an optional ``max_episode_steps`` truncation (MinAtar has none; DVW's runs used 10 000).
+
+Random numbers come from :class:`CounterRNG`, a counter-based hash (murmur3's 32-bit finaliser over
+the seed, the environment index and a per-environment draw counter) computed with int64 tensor
+arithmetic, so CPU and CUDA produce identical trajectories for the same seed, and environment i's
+stream does not depend on how many environments run beside it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from rlreg.errors import check
+
+__all__ = ["ACTIONS", "BatchedGame", "CounterRNG", "MinAtarBatch"]
+
+ACTIONS = ("n", "l", "u", "r", "d", "f")
+"""MinAtar's full action set, in its order: no-op, left, up, right, down, fire."""
+
+_M32 = 0xFFFFFFFF
+
+
+def _fmix32(h: torch.Tensor) -> torch.Tensor:
+    """murmur3's 32-bit finaliser on int64 tensors holding values in [0, 2^32)."""
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & _M32  # int64 products wrap modulo 2^64; the low 32 bits are exact
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & _M32
+    return h ^ (h >> 16)
+
+
+class CounterRNG:
+    """Per-environment random streams that are identical on every device.
+
+    Draw ``j`` of environment ``i`` is ``fmix32(fmix32(fmix32(seed) ^ i) ^ counter_i)``, turned into
+    a float32 in [0, 1) from its top 24 bits. Each call advances the drawing environments' counters
+    by the number of values drawn.
+    """
+
+    def __init__(self, num_envs: int, seed: int, device: torch.device) -> None:
+        self.device = device
+        key = _fmix32(torch.tensor(int(seed) & _M32, dtype=torch.int64, device=device))
+        self.key = _fmix32(key ^ torch.arange(num_envs, dtype=torch.int64, device=device))
+        self.counter = torch.zeros(num_envs, dtype=torch.int64, device=device)
+
+    def uniform(self, n: int) -> torch.Tensor:
+        """``(N, n)`` float32 uniforms in [0, 1), one row per environment."""
+        c = (self.counter[:, None] + torch.arange(n, device=self.device)) & _M32
+        self.counter += n
+        h = _fmix32(_fmix32(self.key[:, None] ^ c))
+        return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+    def integers(self, high: int, n: int = 1) -> torch.Tensor:
+        """``(N, n)`` int64 uniform on ``[0, high)``."""
+        return (self.uniform(n) * high).long().clamp_(max=high - 1)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"key": self.key.clone(), "counter": self.counter.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.key.copy_(state["key"])
+        self.counter.copy_(state["counter"])
+
+
+class BatchedGame:
+    """One MinAtar game for N environments, state as tensors (subclasses implement the rules).
+
+    Subclasses set ``name``, ``channels`` (observation channel names, in MinAtar's order) and
+    ``minimal_actions`` (indices into :data:`ACTIONS`), and implement:
+
+    * ``reset(mask)``: put the environments where ``mask`` is True into a fresh episode (all
+      their state, including difficulty ramping; not the sticky last action, which is not theirs);
+    * ``step(action)``: advance every environment by one frame with ``action`` (``(N,)`` int64 in
+      the full set, after stickiness) and return ``(reward (N,) float32, terminal (N,) bool)``;
+    * ``observation()``: ``(N, C, 10, 10)`` bool, channels first.
+
+    Randomness comes only from ``self.rng`` (draw a fixed number of values per step for every
+    environment, whether needed or not, so streams stay aligned and shapes static).
+    """
+
+    name: ClassVar[str] = ""
+    channels: ClassVar[tuple[str, ...]] = ()
+    minimal_actions: ClassVar[tuple[int, ...]] = tuple(range(6))
+
+    def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
+        self.num_envs, self.rng, self.device, self.ramping = num_envs, rng, device, ramping
+
+    def reset(self, mask: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def observation(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every state tensor (attributes that are tensors), for exact save/restore."""
+        return {k: v.clone() for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k, v in state.items():
+            getattr(self, k).copy_(v)
+
+
+GAMES: dict[str, type[BatchedGame]] = {}
+
+
+def register_game(cls: type[BatchedGame]) -> type[BatchedGame]:
+    GAMES[cls.name] = cls
+    return cls
+
+
+class MinAtarBatch:
+    """N environments of one game, stepped together on ``device`` (tensors in, tensors out).
+
+    ``step(actions)`` returns ``(obs, reward, terminated, truncated, final_obs)``: ``obs`` is the
+    observation after the step, already the first observation of a new episode where the episode
+    ended; ``final_obs`` is the observation the ended episodes ended on (rows of the others are
+    their ``obs``). Observations are ``(N, C, 10, 10)`` in ``obs_dtype`` (float32 by default).
+    """
+
+    def __init__(
+        self,
+        game: str,
+        num_envs: int,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        sticky_action_prob: float = 0.1,
+        difficulty_ramping: bool = True,
+        minimal_actions: bool = False,
+        max_episode_steps: int | None = None,
+        obs_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        from envs import minatar as _games  # noqa: F401  (registers the games)
+
+        check(game in GAMES, f"unknown MinAtar game {game!r}", f"choose one of: {', '.join(sorted(GAMES))}")
+        check(
+            isinstance(num_envs, int) and num_envs >= 1,
+            f"num_envs must be an integer >= 1, got {num_envs!r}",
+            "use e.g. num_envs=64",
+        )
+        check(
+            0.0 <= sticky_action_prob < 1.0,
+            f"sticky_action_prob must be in [0, 1), got {sticky_action_prob!r}",
+            "use 0.1 (MinAtar's default) or 0 for none",
+        )
+        check(
+            max_episode_steps is None or (isinstance(max_episode_steps, int) and max_episode_steps >= 1),
+            f"max_episode_steps must be None or an integer >= 1, got {max_episode_steps!r}",
+            "use None (MinAtar has no limit) or e.g. 10000 (DVW's runs)",
+        )
+        self.device = torch.device(device)
+        self.num_envs, self.seed = num_envs, seed
+        self.sticky_action_prob = float(sticky_action_prob)
+        self.max_episode_steps = max_episode_steps
+        self.obs_dtype = obs_dtype
+        self.rng = CounterRNG(num_envs, seed, self.device)
+        self.game = GAMES[game](num_envs, self.rng, self.device, ramping=difficulty_ramping)
+        self.action_map = torch.tensor(
+            self.game.minimal_actions if minimal_actions else range(len(ACTIONS)),
+            dtype=torch.int64,
+            device=self.device,
+        )
+        self.num_actions = int(self.action_map.shape[0])
+        self.obs_shape = (len(self.game.channels), 10, 10)
+        self.last_action = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self.episode_steps = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self.game.reset(torch.ones(num_envs, dtype=torch.bool, device=self.device))
+
+    def observation(self) -> torch.Tensor:
+        return self.game.observation().to(self.obs_dtype)
+
+    def reset(self) -> torch.Tensor:
+        """Start a new episode in every environment (the sticky last action persists)."""
+        self.game.reset(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        self.episode_steps.zero_()
+        return self.observation()
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        actions = torch.as_tensor(actions, device=self.device)
+        check(
+            actions.shape == (self.num_envs,),
+            f"actions have shape {tuple(actions.shape)}, expected ({self.num_envs},)",
+            "pass one action index per environment",
+        )
+        chosen = self.action_map[actions.long()]
+        if self.sticky_action_prob > 0:
+            stick = self.rng.uniform(1)[:, 0] < self.sticky_action_prob
+            chosen = torch.where(stick, self.last_action, chosen)
+        self.last_action = chosen
+        reward, terminated = self.game.step(chosen)
+        self.episode_steps += 1
+        if self.max_episode_steps is None:
+            truncated = torch.zeros_like(terminated)
+        else:
+            truncated = (self.episode_steps >= self.max_episode_steps) & ~terminated
+        final_obs = self.observation()
+        done = terminated | truncated
+        self.game.reset(done)
+        self.episode_steps.masked_fill_(done, 0)
+        obs = torch.where(done[:, None, None, None], self.observation(), final_obs)
+        return obs, reward, terminated, truncated, final_obs
+
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor] | torch.Tensor]:
+        return {
+            "game": self.game.state_dict(),
+            "rng": self.rng.state_dict(),
+            "last_action": self.last_action.clone(),
+            "episode_steps": self.episode_steps.clone(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.game.load_state_dict(state["game"])
+        self.rng.load_state_dict(state["rng"])
+        self.last_action.copy_(state["last_action"])
+        self.episode_steps.copy_(state["episode_steps"])

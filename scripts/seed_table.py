@@ -1,0 +1,114 @@
+"""Train several recipes × seeds on one dataset, resumably, and print the normalized-score table.
+
+    python scripts/seed_table.py --dataset hopper-medium-replay-v0 --agents td3bc prdc a2pr \\
+        --seeds 0 1 2 --steps 50000 --out runs/table-hmr
+
+Each run lives in OUT/<agent>-s<seed>; a finished run (its last evaluation at --steps) is kept, an
+interrupted one is resumed from its checkpoint, so rerunning the same command continues the table.
+Runs are done seed-major (every agent for seed 0, then seed 1, ...) so a partial table is already a
+side-by-side comparison. ``--report`` prints the table without training.
+
+Reported per agent: the final evaluation's normalized score (D4RL / CORL protocol: the last
+evaluation, mean over its episodes) as mean ± std over seeds, the mean of the last three
+evaluations, and the best evaluation, with updates/s from the run's own metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+
+def read_evals(run: Path) -> list[tuple[int, float]]:
+    path = run / "eval.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [(int(r["step"]), float(r["score"])) for r in csv.DictReader(f)]
+
+
+def updates_per_s(run: Path) -> float | None:
+    path = run / "metrics.csv"
+    if not path.exists():
+        return None
+    with path.open() as f:
+        rates = [float(r["updates_per_s"]) for r in csv.DictReader(f) if r.get("updates_per_s")]
+    return statistics.median(rates) if rates else None
+
+
+def train(agent: str, seed: int, args: argparse.Namespace) -> None:
+    run = args.out / f"{agent}-s{seed}"
+    evals = read_evals(run)
+    if evals and evals[-1][0] >= args.steps:
+        return
+    rlreg = [sys.executable, "-m", "agents.cli"]
+    if (run / "checkpoint.pt").exists():
+        cmd = [*rlreg, "train", "--resume", str(run)]
+    else:
+        cmd = [
+            *rlreg, "train", agent, "--dataset", args.dataset, "--seed", str(seed),
+            "--steps", str(args.steps), "--eval-every", str(args.eval_every),
+            "--eval-episodes", str(args.eval_episodes), "--out", str(run),
+        ]
+        for kv in args.set or []:
+            cmd += ["--set", kv]
+    cmd.append("--no-progress")
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def report(args: argparse.Namespace) -> None:
+    print(f"\n{args.dataset}, {args.steps} updates, seeds {' '.join(map(str, args.seeds))}\n")
+    print("| agent | final score | mean of last 3 evals | best eval | seeds done | updates/s |")
+    print("|---|---|---|---|---|---|")
+    for agent in args.agents:
+        final, last3, best, rates = [], [], [], []
+        for seed in args.seeds:
+            run = args.out / f"{agent}-s{seed}"
+            evals = read_evals(run)
+            if not evals or evals[-1][0] < args.steps:
+                continue
+            scores = [s for _, s in evals]
+            final.append(scores[-1])
+            last3.append(statistics.mean(scores[-3:]))
+            best.append(max(scores))
+            rate = updates_per_s(run)
+            if rate is not None:
+                rates.append(rate)
+        rate = f"{statistics.median(rates):.0f}" if rates else "—"
+        print(f"| {agent} | {fmt(final)} | {fmt(last3)} | {fmt(best)} | {len(final)}/{len(args.seeds)} | {rate} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="hopper-medium-replay-v0")
+    p.add_argument("--agents", nargs="+", default=["td3bc", "prdc", "a2pr"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=50_000)
+    p.add_argument("--eval-every", type=int, default=5_000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--set", action="append", help="KEY=VALUE passed to every new run")
+    p.add_argument("--out", type=Path, default=Path("runs/table"))
+    p.add_argument("--report", action="store_true", help="only print the table")
+    args = p.parse_args()
+    if not args.report:
+        for seed in args.seeds:
+            for agent in args.agents:
+                train(agent, seed, args)
+    report(args)
+
+
+if __name__ == "__main__":
+    main()
