@@ -50,9 +50,21 @@ def train(agent: str, seed: int, args: argparse.Namespace) -> None:
         cmd = [*rlreg, "train", "--resume", str(run)]
     else:
         cmd = [
-            *rlreg, "train", agent, "--dataset", args.dataset, "--seed", str(seed),
-            "--steps", str(args.steps), "--eval-every", str(args.eval_every),
-            "--eval-episodes", str(args.eval_episodes), "--out", str(run),
+            *rlreg,
+            "train",
+            agent,
+            "--dataset",
+            args.dataset,
+            "--seed",
+            str(seed),
+            "--steps",
+            str(args.steps),
+            "--eval-every",
+            str(args.eval_every),
+            "--eval-episodes",
+            str(args.eval_episodes),
+            "--out",
+            str(run),
         ]
         for kv in args.set or []:
             cmd += ["--set", kv]
@@ -88,7 +100,8 @@ def report(args: argparse.Namespace) -> None:
             if rate is not None:
                 rates.append(rate)
         rate = f"{statistics.median(rates):.0f}" if rates else "—"
-        print(f"| {agent} | {fmt(final)} | {fmt(last3)} | {fmt(best)} | {len(final)}/{len(args.seeds)} | {rate} |")
+        done = f"{len(final)}/{len(args.seeds)}"
+        print(f"| {agent} | {fmt(final)} | {fmt(last3)} | {fmt(best)} | {done} | {rate} |")
 
 
 def main() -> None:
