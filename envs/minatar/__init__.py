@@ -10,6 +10,8 @@ from envs.minatar.base import ACTIONS, GAMES, BatchedGame, CounterRNG, MinAtarBa
 # game modules register themselves in GAMES on import
 # (added by each game's module below)
 # isort: split
+import envs.minatar.asterix  # noqa: F401
 import envs.minatar.breakout  # noqa: F401
+import envs.minatar.freeway  # noqa: F401
 
 __all__ = ["ACTIONS", "GAMES", "BatchedGame", "CounterRNG", "MinAtarBatch"]
