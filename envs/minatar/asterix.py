@@ -17,14 +17,18 @@ Rules (MinAtar v1.0.15 behaviour; each environment is one 10x10 board):
 * Each frame, in order: spawn (if due); the player moves; any entity on the player's cell is
   touched; the entities move (if due) and any entity then on the player's cell is touched.
   Touching gold gives +1 and removes it; touching an enemy terminates the episode.
-* Difficulty ramping (when enabled; the intervals start at spawn 10, move 5): a ramp counter starts
-  at 100 and counts down once per frame; on the frame after it passes below 0 the game ramps and
-  the counter restarts at 100 (so ramps come every 102 frames). A ramp shortens the spawn interval
-  by one (down to 1) and, on every second ramp (the 2nd, 4th, ...), the move interval by one (down
-  to 1); ramping stops once both are 1. New intervals take effect when a countdown next restarts.
+* Difficulty ramping (when enabled; the intervals start at spawn 10, move 5): the game ramps at
+  the end of frames 102, 204, ... (MinAtar counts a ramp timer down from 100 and ramps on the frame
+  after it passes below 0). A ramp shortens the spawn interval by one (down to 1) and, on every
+  second ramp (the 2nd, 4th, ...), the move interval by one (down to 1); ramping stops once both
+  are 1 (after 9 ramps). New intervals take effect when a countdown next restarts.
 
 Observation channels, in MinAtar's order: ``player``, ``enemy``, ``trail`` (the cell an entity
 just came from, when on the board, which shows its direction) and ``gold``.
+
+Implementation: the difficulty is a function of the episode's frame count (``frames``), so the
+ramp costs no per-frame bookkeeping; ``ramp_index``, ``spawn_interval`` and ``move_interval`` are
+read-only properties computed from it. Entities are ``(N, 8)`` tensors, one column per slot.
 
 Random numbers: ``step`` draws 3 uniforms per environment every frame (side, gold, which empty
 slot: the ``floor(u * free)``-th empty slot in row order), whether or not a spawn is due; ``reset``
@@ -70,23 +74,36 @@ class Asterix(BatchedGame):
         self.ent_alive = torch.zeros(n, 8, dtype=torch.bool, device=dev)
         self.ent_right = torch.zeros(n, 8, dtype=torch.bool, device=dev)
         self.ent_gold = torch.zeros(n, 8, dtype=torch.bool, device=dev)
-        self.spawn_interval = torch.full((n,), _SPAWN_INTERVAL, **i64)
         self.spawn_timer = torch.full((n,), _SPAWN_INTERVAL, **i64)
-        self.move_interval = torch.full((n,), _MOVE_INTERVAL, **i64)
         self.move_timer = torch.full((n,), _MOVE_INTERVAL, **i64)
-        self.ramp_timer = torch.full((n,), _RAMP_INTERVAL, **i64)
-        self.ramp_index = torch.zeros(n, **i64)  # number of ramps so far (MinAtar's difficulty level)
+        self.frames = torch.zeros(n, **i64)  # frames played this episode (drives the ramp)
         self.reset(torch.ones(n, dtype=torch.bool, device=dev))
+
+    # ------------------------------------------------------------------ difficulty (from the frame count)
+    @property
+    def ramp_index(self) -> torch.Tensor:
+        """Ramps so far (MinAtar's ``difficulty_ramp()``): one per 102 frames until both intervals are 1."""
+        if not self.ramping:
+            return torch.zeros_like(self.frames)
+        last = max(_SPAWN_INTERVAL - 1, 2 * (_MOVE_INTERVAL - 1))
+        return torch.div(self.frames, _RAMP_INTERVAL + 2, rounding_mode="floor").clamp_(max=last)
+
+    @property
+    def spawn_interval(self) -> torch.Tensor:
+        """Frames between spawns: shortened by every ramp, down to 1."""
+        return (_SPAWN_INTERVAL - self.ramp_index).clamp_(min=1)
+
+    @property
+    def move_interval(self) -> torch.Tensor:
+        """Frames between entity moves: shortened by every second ramp, down to 1."""
+        return (_MOVE_INTERVAL - torch.div(self.ramp_index, 2, rounding_mode="floor")).clamp_(min=1)
 
     def reset(self, mask: torch.Tensor) -> None:
         self.player.masked_fill_(mask[:, None], 5)
         self.ent_alive.masked_fill_(mask[:, None], False)
-        self.spawn_interval.masked_fill_(mask, _SPAWN_INTERVAL)
         self.spawn_timer.masked_fill_(mask, _SPAWN_INTERVAL)
-        self.move_interval.masked_fill_(mask, _MOVE_INTERVAL)
         self.move_timer.masked_fill_(mask, _MOVE_INTERVAL)
-        self.ramp_timer.masked_fill_(mask, _RAMP_INTERVAL)
-        self.ramp_index.masked_fill_(mask, 0)
+        self.frames.masked_fill_(mask, 0)
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         alive = self.ent_alive
@@ -96,43 +113,38 @@ class Asterix(BatchedGame):
         free = ~alive
         rank = free.cumsum(1)  # 1-based rank of each empty slot
         pick = (u[:, 2:3] * rank[:, 7:]).long() + 1
-        spawn = free & (rank == pick) & (self.spawn_timer == 0)[:, None]
+        spawning = self.spawn_timer == 0
+        spawn = free & (rank == pick) & spawning[:, None]
         self.ent_x = torch.where(spawn, 9 * ~right, self.ent_x)
         self.ent_right = torch.where(spawn, right, self.ent_right)
         self.ent_gold = torch.where(spawn, gold, self.ent_gold)
         alive |= spawn
-        self.spawn_timer = torch.where(self.spawn_timer == 0, self.spawn_interval, self.spawn_timer)
 
         player = torch.clamp(self.player + self._player_move[action], self._player_min, self._player_max)
         self.player = player
         in_row = self._slots == (player[:, 0:1] - 1)
         col = player[:, 1:2]
         touch = alive & in_row & (self.ent_x == col)
-        moves = self.move_timer == 0
-        self.ent_x += (2 * self.ent_right - 1) * moves[:, None]
+        moving = self.move_timer == 0
+        self.ent_x += (2 * self.ent_right - 1) * moving[:, None]
         alive &= (self.ent_x >= 0) & (self.ent_x <= 9)
         # a gold touched before the move is gone; anything else on the player's cell now is touched
         alive &= ~(touch & self.ent_gold)
-        touch |= alive & in_row & (self.ent_x == col) & moves[:, None]
+        touch |= alive & in_row & (self.ent_x == col) & moving[:, None]
         got = touch & self.ent_gold
         alive &= ~got
-        reward = got.sum(1).float()
-        terminal = (touch & ~self.ent_gold).any(1)
-        self.move_timer = torch.where(moves, self.move_interval, self.move_timer)
+
+        # countdowns restart at the intervals of the difficulty reached before this frame's ramp
+        if self.ramping:
+            self.spawn_timer = torch.where(spawning, self.spawn_interval, self.spawn_timer)
+            self.move_timer = torch.where(moving, self.move_interval, self.move_timer)
+        else:
+            self.spawn_timer.masked_fill_(spawning, _SPAWN_INTERVAL)
+            self.move_timer.masked_fill_(moving, _MOVE_INTERVAL)
         self.spawn_timer -= 1
         self.move_timer -= 1
-        if self.ramping:
-            self._ramp()
-        return reward, terminal
-
-    def _ramp(self) -> None:
-        """Advance the difficulty ramp by one frame (see the module docstring)."""
-        active = (self.spawn_interval > 1) | (self.move_interval > 1)
-        due = active & (self.ramp_timer < 0)
-        self.ramp_timer = torch.where(due, _RAMP_INTERVAL, self.ramp_timer - active.long())
-        self.move_interval -= (due & (self.move_interval > 1) & (self.ramp_index % 2 == 1)).long()
-        self.spawn_interval -= (due & (self.spawn_interval > 1)).long()
-        self.ramp_index += due
+        self.frames += 1
+        return got.sum(1).float(), (touch & ~self.ent_gold).any(1)
 
     def observation(self) -> torch.Tensor:
         # flat cell indices into (4 channels x 100 cells): player, entities, trails; empty slots (and
