@@ -28,7 +28,8 @@ cell, which shows its direction) and ``brick``. There is no difficulty ramping i
 
 Implementation: the ball's cell and velocity are ``(N, 2)`` int64 tensors in ``(row, column)``
 order, so a move is one addition and one clamp for both axes; the bricks are a flattened ``(N, 100)``
-bool board read and written with ``gather``/``scatter``. One uniform per environment is drawn per
+bool board read and written with ``gather``/``scatter``, with a per-environment brick count so the
+refill test needs no board-wide reduction. One uniform per environment is drawn per
 ``reset`` call (the start side); ``step`` draws nothing.
 """
 
@@ -58,9 +59,6 @@ class Breakout(BatchedGame):
         self._row_weights = torch.tensor([10, 1], **i64)
         self._eye100 = torch.eye(100, dtype=torch.bool, device=dev)
         self._eye10 = torch.eye(10, dtype=torch.bool, device=dev)
-        fresh_bricks = torch.zeros(10, 10, dtype=torch.bool, device=dev)
-        fresh_bricks[1:4] = True
-        self._fresh_bricks = fresh_bricks.reshape(100)
         # the two possible starts: (row, column) and (row velocity, column velocity)
         self._start_ball = torch.tensor([[3, 0], [3, 9]], **i64)
         self._start_vel = torch.tensor([[1, 1], [1, -1]], **i64)
@@ -71,6 +69,7 @@ class Breakout(BatchedGame):
         self.vel = torch.zeros(n, 2, **i64)  # each +-1
         self.strike = torch.zeros(n, dtype=torch.bool, device=dev)
         self.bricks = torch.zeros(n, 100, dtype=torch.bool, device=dev)  # row-major 10x10
+        self.brick_count = torch.zeros(n, **i64)
         self.reset(torch.ones(n, dtype=torch.bool, device=dev))
 
     def reset(self, mask: torch.Tensor) -> None:
@@ -82,7 +81,8 @@ class Breakout(BatchedGame):
         self.vel = torch.where(m, self._start_vel[side], self.vel)
         self.paddle.masked_fill_(mask, 4)
         self.strike.masked_fill_(mask, False)
-        self.bricks = torch.where(m, self._fresh_bricks, self.bricks)
+        self.bricks[:, 10:40] |= m  # bricks only ever occupy rows 1-3
+        self.brick_count.masked_fill_(mask, 30)
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         paddle = self.paddle.add_(self._paddle_move[action]).clamp_(0, 9)
@@ -96,8 +96,10 @@ class Breakout(BatchedGame):
         hit = brick & ~self.strike
         self.bricks.scatter_(1, cell, (brick & self.strike)[:, None])
         bottom = ball[:, 0] == 9  # a brick contact never reaches row 9
-        refill = bottom & ~self.bricks.any(1)
-        self.bricks |= refill[:, None] & self._fresh_bricks
+        self.brick_count -= hit.long()
+        refill = bottom & (self.brick_count == 0)
+        self.bricks[:, 10:40] |= refill[:, None]
+        self.brick_count += 30 * refill
         straight = bottom & (prev[:, 1] == paddle)
         corner = bottom & ~straight & (ball[:, 1] == paddle)
         caught = straight | corner

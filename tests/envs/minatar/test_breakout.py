@@ -49,7 +49,14 @@ def _game(n: int, seed: int = 0) -> Breakout:
 def _blank(game: Breakout) -> None:
     """No bricks, no strike: a board on which single mechanics can be set up by hand."""
     game.bricks.zero_()
+    game.brick_count.zero_()
     game.strike.zero_()
+
+
+def _add_bricks(game: Breakout, *cells: int) -> None:
+    """Bricks on flat cells (10 * row + column) of env 0, keeping its brick count in step."""
+    game.bricks[0, list(cells)] = True
+    game.brick_count[0] = int(game.bricks[0].sum())
 
 
 def _set_ball(game: Breakout, row: int, col: int, vrow: int, vcol: int, paddle: int = 4) -> None:
@@ -197,6 +204,7 @@ def test_reset_state_and_observation_layout():
     assert Breakout.minimal_actions == (0, 1, 3)
     assert obs[:, 0, 9, 4].all() and obs[:, 0].sum() == 64  # paddle, column 4
     assert obs[:, 3, 1:4].all() and obs[:, 3].sum() == 64 * 30  # three full rows of bricks
+    assert (game.brick_count == 30).all()
     assert (game.ball[:, 0] == 3).all()
     left = game.ball[:, 1] == 0
     assert ((game.ball[:, 1] == 9) | left).all() and 10 < int(left.sum()) < 54  # both sides drawn
@@ -252,7 +260,7 @@ def test_paddle_bounces():
 def test_ball_passing_the_paddle_terminates():
     game = _game(1)
     _blank(game)
-    game.bricks[0, 15] = True  # some bricks left: no refill
+    _add_bricks(game, 15)  # some bricks left: no refill
     _set_ball(game, 8, 0, 1, 1, paddle=4)
     assert _step(game) == (0.0, True)
     obs = game.observation()[0]
@@ -263,15 +271,15 @@ def test_ball_passing_the_paddle_terminates():
 def test_brick_hit_reward_strike_flag_and_refill():
     game = _game(1)
     _blank(game)
-    game.bricks[0, 35] = True  # row 3, column 5
+    _add_bricks(game, 35)  # row 3, column 5
     _set_ball(game, 4, 4, -1, 1)
     assert _step(game) == (1.0, False)
-    assert not game.bricks[0].any() and bool(game.strike[0])
+    assert not game.bricks[0].any() and bool(game.strike[0]) and int(game.brick_count[0]) == 0
     assert game.ball[0].tolist() == [4, 5] and game.vel[0].tolist() == [1, 1]  # row kept, turned
     _step(game)
     assert not bool(game.strike[0])
     # a brick right after a brick contact is entered, not broken
-    game.bricks[0, 26] = game.bricks[0, 35] = True
+    _add_bricks(game, 26, 35)
     game.strike[0] = True
     _set_ball(game, 4, 4, -1, 1)
     assert _step(game) == (0.0, False)
@@ -285,6 +293,7 @@ def test_brick_hit_reward_strike_flag_and_refill():
     _set_ball(game, 8, 0, 1, 1, paddle=9)
     assert _step(game) == (0.0, True)
     assert game.bricks[0].view(10, 10)[1:4].all() and int(game.bricks[0].sum()) == 30
+    assert int(game.brick_count[0]) == 30
 
 
 # ----------------------------------------------------------------------------------------------- batching
