@@ -169,7 +169,8 @@ def test_random_policy_statistics_match_reference():
     Ours: 64 envs x 40 episodes each (2560); reference: 2500 episodes of ``minatar.Environment``.
     Two-sample Kolmogorov-Smirnov on returns and on lengths and Welch's t-test on their means,
     each must have p > 0.001 (seeds fixed, so the outcome is deterministic). Observed: mean return
-    ours 0.48 vs reference 0.48, mean length 11.3 vs 11.3 (see the report for p-values).
+    ours 0.482 vs reference 0.502 (KS p 0.45, Welch p 0.32), mean length 10.92 vs 11.11 (KS p 0.45,
+    Welch p 0.36).
     """
     stats = pytest.importorskip("scipy.stats")
     r_ours, l_ours = _episodes_ours(64, 40, seed=3)
@@ -180,7 +181,10 @@ def test_random_policy_statistics_match_reference():
 
 
 def test_statistics_detect_a_plausible_bug(monkeypatch):
-    """The parity statistics have power: an off-by-one paddle start (column 3) is rejected."""
+    """The parity statistics have power: an off-by-one paddle start (column 3) is rejected.
+
+    Observed: mean length 10.0 vs 11.1, mean return 0.39 vs 0.50, KS p about 5e-9.
+    """
     stats = pytest.importorskip("scipy.stats")
     pytest.importorskip("minatar")
     reset = Breakout.reset
