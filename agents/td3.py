@@ -201,6 +201,7 @@ class TD3Agent:
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed + 1)
         self.num_updates = 0
+        self._ahead: tuple[TensorBatch, Any] | None = None  # (next batch, its prepared π(s))
         self.view = _View(self)
         for r in self.regularizers:
             r.to(self.device)
@@ -213,8 +214,33 @@ class TD3Agent:
             r.to(self.device)
 
     # ------------------------------------------------------------------ update
-    def update(self, batch: TensorBatch) -> dict[str, torch.Tensor]:
-        """One gradient update on ``batch``; returns detached 0-d metric tensors."""
+    @property
+    def uses_next_batch(self) -> bool:
+        """True when ``update(batch, next_batch=...)`` can use the next batch early: some regularizer
+        prepares actor work (``prepare_actor``) and the actor is not updated every step."""
+        return self.config.policy_freq > 1 and any(
+            type(r).prepare_actor is not Regularizer.prepare_actor for r in self.regularizers
+        )
+
+    def _prepare_actor(self, batch: TensorBatch) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """π(s) of ``batch`` (no grad, with the activations the actor step reuses); regularizers'
+        ``prepare_actor`` hooks start their work on it."""
+        with torch.no_grad():
+            z, hs = mlp_forward(self.actor.net, batch.observations)
+            t = torch.tanh(z)
+            pre = (hs, t, self.actor.to_box(t))
+        for r in self.regularizers:
+            r.prepare_actor(batch, pre[2], self.view)
+        return pre
+
+    def update(self, batch: TensorBatch, next_batch: TensorBatch | None = None) -> dict[str, torch.Tensor]:
+        """One gradient update on ``batch``; returns detached 0-d metric tensors.
+
+        ``next_batch`` (optional) is the batch of the following update: when that update's actor step
+        is due and this one's is not, the actor does not move in between, so π(s) of the next batch
+        is computed now and regularizers start their actor work on it (``prepare_actor``) a whole
+        update early. Results are identical with or without it.
+        """
         c = self.config
         regs = self.regularizers
         self.num_updates += 1
@@ -225,12 +251,10 @@ class TD3Agent:
         if actor_due and regs:
             # π(s) now: the critic step does not move the actor, so this forward serves the actor step
             # too, and regularizers can start work on π(s) that overlaps the critic step
-            with torch.no_grad():
-                z, hs = mlp_forward(self.actor.net, obs)
-                t = torch.tanh(z)
-                pre = (hs, t, self.actor.to_box(t))
-            for r in regs:
-                r.prepare_actor(batch, pre[2], self.view)
+            ahead, self._ahead = self._ahead, None
+            pre = ahead[1] if ahead is not None and ahead[0] is batch else self._prepare_actor(batch)
+        elif next_batch is not None and regs and (self.num_updates + 1) % c.policy_freq == 0:
+            self._ahead = (next_batch, self._prepare_actor(next_batch))
 
         # -------- critic target (no grad)
         with torch.no_grad():
@@ -486,6 +510,7 @@ class TD3Agent:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._ahead = None
         try:
             for name in ("actor", "critic", "actor_target", "critic_target"):
                 getattr(self, name).load_state_dict(state[name])

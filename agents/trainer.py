@@ -370,7 +370,8 @@ def _loop(
             "version": 1,
             "step": step,
             "agent": agent.state_dict(),
-            "sample_gen": sample_gen.get_state(),
+            # with a batch drawn ahead, the state before it, so a resumed run draws it again
+            "sample_gen": ahead["gen_state"] if ahead["batch"] is not None else sample_gen.get_state(),
             "rng": rng_state(),
             "evals": evals,
             "wall_time": wall + (time.perf_counter() - t_start),
@@ -414,9 +415,22 @@ def _loop(
             tb.write(row, step)
 
     offline_step = online_step = None
+    ahead: dict[str, Any] = {"batch": None, "gen_state": None}
     if not online:
         if tc.cuda_graph:
             offline_step = agent.captured_steps(run.store, agent.config.batch_size, sample_gen)
+        elif getattr(agent, "uses_next_batch", False):
+            # the agent starts work on the next batch during this update (e.g. PRDC's neighbour
+            # search): draw it one update ahead; the batches and their order are unchanged
+
+            def offline_step() -> dict[str, torch.Tensor]:
+                batch = ahead["batch"]
+                if batch is None:
+                    batch = run.store.sample(agent.config.batch_size, sample_gen)
+                ahead["gen_state"] = sample_gen.get_state()
+                ahead["batch"] = run.store.sample(agent.config.batch_size, sample_gen)
+                return agent.update(batch, next_batch=ahead["batch"])
+
         else:
 
             def offline_step() -> dict[str, torch.Tensor]:

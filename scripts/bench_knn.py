@@ -177,6 +177,7 @@ def part_training(data, device: str, updates: int, block: int) -> None:
         agents[name] = (agent, torch.Generator(device=device).manual_seed(0))
     times: dict[str, list[float]] = {name: [] for name in agents}
     certified = []
+    ahead: dict = {}
     for i in range(updates // block):
         for name in list(agents) if i % 2 == 0 else list(agents)[::-1]:
             agent, gen = agents[name]
@@ -184,7 +185,10 @@ def part_training(data, device: str, updates: int, block: int) -> None:
                 torch.cuda.synchronize()
             t = time.perf_counter()
             for _ in range(block):
-                m = agent.update(store.sample(256, gen))
+                # as the trainer does: the next batch is drawn one update ahead (same batches)
+                batch = ahead.pop(name) if name in ahead else store.sample(256, gen)
+                ahead[name] = store.sample(256, gen)
+                m = agent.update(batch, next_batch=ahead[name])
             if device == "cuda":
                 torch.cuda.synchronize()
             times[name].append((time.perf_counter() - t) / block)
