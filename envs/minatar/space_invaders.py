@@ -41,9 +41,19 @@ MIN_ALIEN_MOVE_INTERVAL = 6
 ALIEN_SHOT_INTERVAL = 10
 
 
+BLOCK_ROW = 0b0011111100  # columns 2..7
+_COLS = 10
+
+
 @register_game
 class SpaceInvaders(BatchedGame):
-    """MinAtar SpaceInvaders for N environments; see the module docstring for the rules."""
+    """MinAtar SpaceInvaders for N environments; see the module docstring for the rules.
+
+    Each 10x10 layer (aliens, friendly bullets, enemy bullets) is stored as ten row bitmasks,
+    ``(N, 10)`` int64 with bit ``c`` of entry ``r`` set for cell (row r, column c): vertical moves
+    shift entries, sideways moves shift bits, and every operation touches 10 integers per
+    environment instead of 100 cells.
+    """
 
     name: ClassVar[str] = "space_invaders"
     channels: ClassVar[tuple[str, ...]] = (
@@ -58,32 +68,30 @@ class SpaceInvaders(BatchedGame):
 
     def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
         super().__init__(num_envs, rng, device, ramping)
-        n, dev = num_envs, device
-        i64 = dict(dtype=torch.int64, device=dev)
-        self.pos = torch.zeros(n, **i64)  # cannon column (row 9)
-        self.aliens = torch.zeros(n, 10, 10, dtype=torch.bool, device=dev)
-        self.f_bullets = torch.zeros(n, 10, 10, dtype=torch.bool, device=dev)
-        self.e_bullets = torch.zeros(n, 10, 10, dtype=torch.bool, device=dev)
-        self.alien_dir = torch.zeros(n, **i64)  # -1 left, +1 right
-        self.move_interval = torch.zeros(n, **i64)
-        self.move_timer = torch.zeros(n, **i64)
-        self.alien_shot_timer = torch.zeros(n, **i64)
-        self.cooldown = torch.zeros(n, **i64)
-        self.ramp_index = torch.zeros(n, **i64)
+        n = num_envs
+
+        def i64(*shape: int) -> torch.Tensor:
+            return torch.zeros(*shape, dtype=torch.int64, device=device)
+
+        self.pos = i64(n)  # cannon column (row 9)
+        self.aliens, self.f_bullets, self.e_bullets = i64(n, 10), i64(n, 10), i64(n, 10)  # row bitmasks
+        self.alien_dir = i64(n)  # -1 left, +1 right
+        self.move_interval, self.move_timer, self.alien_shot_timer = i64(n), i64(n), i64(n)
+        self.cooldown, self.ramp_index = i64(n), i64(n)
         # constants
-        self._cols = torch.arange(10, **i64)
-        block = torch.zeros(10, 10, dtype=torch.bool, device=dev)
-        block[0:4, 2:8] = True
-        self._block = block
-        self._arange_n = torch.arange(n, **i64)
+        self._rows = torch.arange(10, dtype=torch.int64, device=device)
+        self._popcount = torch.tensor([bin(v).count("1") for v in range(1 << _COLS)], device=device)
+        self._block = torch.tensor([BLOCK_ROW] * 4 + [0] * 6, dtype=torch.int64, device=device)
+        self._row_cells = ((torch.arange(1 << _COLS, device=device)[:, None] >> self._rows) & 1).bool()
+        self._arange_n = torch.arange(n, dtype=torch.int64, device=device)
 
     def reset(self, mask: torch.Tensor) -> None:
         """Fresh episode where ``mask``: cannon at column 5, full block heading left, interval 12."""
-        m1, m3 = mask, mask[:, None, None]
+        m1, m2 = mask, mask[:, None]
         self.pos.masked_fill_(m1, 5)
-        self.aliens.copy_(torch.where(m3, self._block, self.aliens))
-        self.f_bullets.masked_fill_(m3, False)
-        self.e_bullets.masked_fill_(m3, False)
+        self.aliens.copy_(torch.where(m2, self._block, self.aliens))
+        self.f_bullets.masked_fill_(m2, 0)
+        self.e_bullets.masked_fill_(m2, 0)
         self.alien_dir.masked_fill_(m1, -1)
         self.move_interval.masked_fill_(m1, ALIEN_MOVE_INTERVAL)
         self.move_timer.masked_fill_(m1, ALIEN_MOVE_INTERVAL)
@@ -91,73 +99,74 @@ class SpaceInvaders(BatchedGame):
         self.cooldown.masked_fill_(m1, 0)
         self.ramp_index.masked_fill_(m1, 0)
 
-    def _at_cannon(self, grid: torch.Tensor) -> torch.Tensor:
-        """Whether ``grid`` (N, 10, 10) is set on the cannon's cell (row 9, column ``pos``)."""
-        return grid[self._arange_n, 9, self.pos]
-
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance one frame (rules in the module docstring); returns ``(reward, terminal)``."""
-        n = self.num_envs
+        zero = torch.zeros(self.num_envs, 1, dtype=torch.int64, device=self.device)
         # 1. player
         fire = (action == 5) & (self.cooldown == 0)
         self.cooldown.masked_fill_(fire, FIRE_COOLDOWN)
         self.pos.add_((action == 3).long() - (action == 1).long()).clamp_(0, 9)
-        new_shot = (self._cols == self.pos[:, None]) & fire[:, None]
-        # 2. bullets: a shot placed on row 9 moves straight to row 8 this frame
-        empty_row = torch.zeros(n, 1, 10, dtype=torch.bool, device=self.device)
-        f = torch.cat([self.f_bullets[:, 1:9], new_shot[:, None], empty_row], dim=1)
-        e = torch.cat([empty_row, self.e_bullets[:, :9]], dim=1)
-        terminal = self._at_cannon(e) | self._at_cannon(self.aliens)
-        # 3. aliens
+        cannon = 1 << self.pos  # the cannon's bit in row 9
+        # 2. bullets: a shot placed on row 9 moves straight on to row 8 this frame
+        f = torch.cat([self.f_bullets[:, 1:9], (cannon * fire)[:, None], zero], dim=1)
+        e = torch.cat([zero, self.e_bullets[:, :9]], dim=1)
         a = self.aliens
+        terminal = ((e[:, 9] | a[:, 9]) & cannon) != 0
+        # 3. aliens
         move = self.move_timer == 0
-        count = a.sum((1, 2))
+        count = self._popcount[a].sum(1)
         self.move_timer.copy_(torch.where(move, torch.minimum(count, self.move_interval), self.move_timer))
+        occupied = a[:, 0]  # OR of all rows: the columns holding an alien
+        for r in range(1, 10):
+            occupied = occupied | a[:, r]
         left = self.alien_dir < 0
-        at_edge = torch.where(left, a[:, :, 0].any(1), a[:, :, 9].any(1))
+        at_edge = (occupied & torch.where(left, 1, 1 << 9)) != 0
         drop = move & at_edge
         slide = move & ~at_edge
-        terminal |= drop & a[:, 9].any(1)
-        slid = torch.where(left[:, None, None], a.roll(-1, 2), a.roll(1, 2))
-        a = torch.where(drop[:, None, None], a.roll(1, 1), torch.where(slide[:, None, None], slid, a))
+        terminal |= drop & (a[:, 9] != 0)
+        slid = torch.where(left[:, None], a >> 1, a << 1)
+        a = torch.where(drop[:, None], a.roll(1, 1), torch.where(slide[:, None], slid, a))
         self.alien_dir.copy_(torch.where(drop, -self.alien_dir, self.alien_dir))
-        terminal |= self._at_cannon(a)
-        # 4. alien fire from the lowest alien of the column nearest the cannon
+        terminal |= (a[:, 9] & cannon) != 0
+        # 4. alien fire from the lowest alien of the column nearest the cannon (sideways moves keep the
+        #    set of occupied rows, so only the column mask needs shifting)
         shoot = self.alien_shot_timer == 0
         self.alien_shot_timer.masked_fill_(shoot, ALIEN_SHOT_INTERVAL)
-        occupied = a.any(1)
-        dist = (self._cols - self.pos[:, None]).abs() * 2 + (self._cols > self.pos[:, None]).long()
-        col = torch.where(occupied, dist, 100).argmin(1)
-        rows_in_col = a[self._arange_n, :, col]  # (N, 10)
-        row = torch.where(rows_in_col, self._cols, -1).amax(1)
-        shoot &= occupied.any(1)
-        e[self._arange_n, row.clamp(min=0), col] |= shoot
+        occupied = torch.where(
+            drop, occupied, torch.where(slide, torch.where(left, occupied >> 1, occupied << 1), occupied)
+        )
+        cols = self._rows
+        has = ((occupied[:, None] >> cols) & 1) != 0
+        dist = (cols - self.pos[:, None]).abs() * 2 + (cols > self.pos[:, None]).long()
+        col = torch.where(has, dist, 100).argmin(1)
+        in_col = ((a >> col[:, None]) & 1) != 0
+        row = torch.where(in_col, self._rows, -1).amax(1)
+        shot = (self._rows == row[:, None]) & (shoot & (occupied != 0))[:, None]
+        e |= shot.long() << col[:, None]
         # 5. hits
         hits = a & f
-        reward = hits.sum((1, 2)).to(torch.float32)
-        a &= ~hits
+        reward = self._popcount[hits].sum(1).to(torch.float32)
+        a = a & ~hits
         f &= ~hits
         # 6. timers, new wave
         self.cooldown.sub_((self.cooldown > 0).long())
         self.move_timer.sub_(1)
         self.alien_shot_timer.sub_(1)
-        cleared = ~a.any(2).any(1)
+        cleared = a.amax(1) == 0
         if self.ramping:
             ramp = cleared & (self.move_interval > MIN_ALIEN_MOVE_INTERVAL)
             self.move_interval.sub_(ramp.long())
             self.ramp_index.add_(ramp.long())
-        a |= cleared[:, None, None] & self._block
-        self.aliens.copy_(a)
+        self.aliens.copy_(torch.where(cleared[:, None], self._block, a))
         self.f_bullets.copy_(f)
         self.e_bullets.copy_(e)
         return reward, terminal
 
     def observation(self) -> torch.Tensor:
         """``(N, 6, 10, 10)`` bool: cannon, aliens, aliens by heading (left/right), both bullet kinds."""
-        cannon = torch.zeros_like(self.aliens)
-        cannon[:, 9] = self._cols == self.pos[:, None]
-        left = (self.alien_dir < 0)[:, None, None]
-        return torch.stack(
-            [cannon, self.aliens, self.aliens & left, self.aliens & ~left, self.f_bullets, self.e_bullets],
-            dim=1,
-        )
+        a = self.aliens
+        left = (self.alien_dir < 0)[:, None]
+        cannon = torch.where(self._rows == 9, 1 << self.pos[:, None], 0)
+        rows = torch.stack([cannon, a, a * left, a * ~left, self.f_bullets, self.e_bullets], dim=1)
+        # look up each row bitmask's 10 cells in a (1024, 10) table
+        return self._row_cells.index_select(0, rows.view(-1)).view(self.num_envs, 6, 10, 10)
