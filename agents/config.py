@@ -66,6 +66,9 @@ class TrainConfig:
     offline the sampling is captured too). Needs capturable regularizers."""
     tensorboard: bool = False
     """Also write TensorBoard scalars under the run folder (needs rlreg[tensorboard])."""
+    threads: int = 0
+    """On CPU, torch intra-op threads for training (0: torch's default, one per core). 1 leaves the
+    other cores to PRDC's neighbour search, which then overlaps the critic step (docs/benchmarks.md)."""
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "replay_size"):
@@ -82,6 +85,7 @@ class TrainConfig:
             "learning_starts",
             "eval_seed_offset",
             "snapshot_every",
+            "threads",
         ):
             v = getattr(self, name)
             check(

@@ -217,6 +217,8 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
         REGISTRY[r["name"]](config_from_dict(REGISTRY[r["name"]].Config, r["config"], r["name"]))
         for r in cfg["regularizers"]
     ]
+    if tc.threads and device.type == "cpu":
+        torch.set_num_threads(tc.threads)
     agent = agent_cls(agent_cfg, obs_dim, act_dim, low, high, regs, device=device, seed=cfg["seed"])
     if tc.cuda_graph:
         check(
