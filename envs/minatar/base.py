@@ -213,12 +213,13 @@ class MinAtarBatch:
             truncated = torch.zeros_like(terminated)
         else:
             truncated = (self.episode_steps >= self.max_episode_steps) & ~terminated
-        final_obs = self.observation()
+        final = self.game.observation()
         done = terminated | truncated
         self.game.reset(done)
         self.episode_steps.masked_fill_(done, 0)
-        obs = torch.where(done[:, None, None, None], self.observation(), final_obs)
-        return obs, reward, terminated, truncated, final_obs
+        # select on the bool maps, convert each result once
+        obs = torch.where(done[:, None, None, None], self.game.observation(), final)
+        return obs.to(self.obs_dtype), reward, terminated, truncated, final.to(self.obs_dtype)
 
     def state_dict(self) -> dict[str, dict[str, torch.Tensor] | torch.Tensor]:
         return {
