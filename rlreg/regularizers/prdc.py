@@ -30,6 +30,10 @@ Deliberate deviations, neither of which changes the result:
   ``KDTree`` (ties aside), at a fraction of the cost. On CUDA the search is an exact brute force on
   the device. ``backend`` forces one method.
 * Keys live on the training device as float32 (the official code keeps float32 keys in scipy).
+* On CPU the search runs on a worker thread (``overlap``), started by ``prepare_actor`` as soon as
+  π(s) is known: the actor does not move until its own step, so the query is the one the official
+  code makes, and the search overlaps the critic step (a whole update earlier when the trainer
+  passes the next batch). With ``train.threads=1`` it has a core of its own.
 
 Logged: ``dc_loss``; ``nn_distance`` (mean ‖query − neighbour key‖); ``certified`` (share of this
 batch answered by the certificate, CPU only).
