@@ -176,3 +176,27 @@ def test_prdc_beats_plain_td3_where_the_data_is_poor_and_stays_in_distribution(p
     (td3_score, td3_ood), (prdc_score, prdc_ood) = result["td3"], result["prdc"]
     assert prdc_score > data_score > td3_score, result
     assert prdc_ood < 0.5 * td3_ood, result
+
+
+def test_overlapped_and_early_search_change_nothing():
+    """The search started on a worker thread (during the critic step, or a whole update early when
+    the next batch is passed) answers the query the inline search answers: same weights, bit for bit."""
+    from agents.td3 import TD3Agent, TD3Config
+
+    store = make_store(n=800)
+    box = torch.ones(ACT)
+    weights = []
+    for overlap, ahead in ((False, False), (True, False), (True, True)):
+        reg = PRDC(overlap=overlap, candidates=8)
+        agent = TD3Agent(
+            TD3Config(actor_hidden=(32,), critic_hidden=(32,), alpha=2.5), OBS, ACT, -box, box, [reg]
+        )
+        agent.setup(SetupSource(OBS, ACT, -box, box, store=store))
+        assert agent.uses_next_batch
+        g = torch.Generator().manual_seed(0)
+        nxt = store.sample(64, g)
+        for _ in range(15):
+            batch, nxt = nxt, store.sample(64, g)
+            agent.update(batch, next_batch=nxt if ahead else None)
+        weights.append(agent.actor.net.flat.detach().clone())
+    assert torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])
