@@ -13,5 +13,7 @@ from envs.minatar.base import ACTIONS, GAMES, BatchedGame, CounterRNG, MinAtarBa
 import envs.minatar.asterix  # noqa: F401
 import envs.minatar.breakout  # noqa: F401
 import envs.minatar.freeway  # noqa: F401
+import envs.minatar.seaquest  # noqa: F401
+import envs.minatar.space_invaders  # noqa: F401
 
 __all__ = ["ACTIONS", "GAMES", "BatchedGame", "CounterRNG", "MinAtarBatch"]
