@@ -5,6 +5,7 @@ from rlreg.regularizers.base import (
     REGISTRY,
     ActorCriticView,
     CriticContext,
+    QLearningView,
     Regularizer,
     RegularizerConfig,
     SetupSource,
@@ -14,6 +15,8 @@ from rlreg.regularizers.base import (
     regularizer_names,
 )
 from rlreg.regularizers.bc import BC, BCConfig
+from rlreg.regularizers.dvw import DVW, DVWConfig
+from rlreg.regularizers.munchausen import Munchausen, MunchausenConfig
 from rlreg.regularizers.prdc import PRDC, PRDCConfig
 
 __all__ = [
@@ -26,6 +29,11 @@ __all__ = [
     "BC",
     "BCConfig",
     "CriticContext",
+    "DVW",
+    "DVWConfig",
+    "Munchausen",
+    "MunchausenConfig",
+    "QLearningView",
     "Regularizer",
     "RegularizerConfig",
     "SetupSource",

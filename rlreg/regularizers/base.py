@@ -19,6 +19,22 @@ Hook order within one update of an actor-critic agent (TD3 family)::
         actor_terms(batch, policy_action, view) -> Terms    (added to the actor loss)
     [actor optimizer step, target updates]
 
+Hook order within one update of a Q-learning agent (DQN family, :class:`QLearningView`)::
+
+    critic_target(batch, target, view)   -> target          (no grad; target = DQN max target)
+    td_weights(batch, view)              -> weights | None  (no grad)
+    critic_terms(batch, ctx, view)       -> Terms           (added to mean(w · loss(y - q(s, a))))
+    [Q optimizer step]
+    update_extras(batch, view)           -> stats           (own networks, own optimizers)
+
+and, at every hard target update (``q̄⁻ ← q̄``, ``q̄ ← q``)::
+
+    on_target_update(view)                                  (before the agent's copies)
+
+so a regularizer's frozen copies rotate first (DVW: ``σ̄ ← σ``, then ``q̄⁻ ← q̄``, ``q̄ ← q``).
+Hooks that return a tensor (``critic_target``, ``td_weights``) log through ``view.log(self, key,
+value)`` where the view has it (Q-learning views do); other hooks return their stats.
+
 ``entropy_terms(dist, batch, view)`` is called by agents with a stochastic policy (PPO, SAC) where
 they would add an entropy bonus. ``setup(source, view)`` runs once before training, for offline,
 online and sequence-model runs alike; ``state_dict``/``load_state_dict`` carry everything needed to
@@ -41,6 +57,7 @@ __all__ = [
     "Terms",
     "CriticContext",
     "ActorCriticView",
+    "QLearningView",
     "SetupSource",
     "Regularizer",
     "RegularizerConfig",
@@ -116,6 +133,47 @@ class ActorCriticView(Protocol):
     def q_values(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
 
     def q1(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class QLearningView(Protocol):
+    """What a regularizer may see of a Q-learning agent (DQN family, discrete actions).
+
+    ``step`` is the number of completed updates; observations are float ``(B, *obs_shape)``; Q
+    functions return ``(B, num_actions)``. ``target_q_values`` is the network the Bellman target is
+    being built from: the target net ``q̄`` during an update, the previous target ``q̄⁻`` inside
+    ``target_fn(batch, "prev_target")``. ``next_target_q`` is that network's ``(B, A)`` values at
+    the batch's next observations (already computed for the base target). During an update, after
+    the ``critic_target`` hooks, ``td_target`` is the final target ``y``.
+
+    ``target_fn(batch, which)`` is the agent's full target (base max target, then every
+    ``critic_target`` hook) built from network ``which`` (``"target"`` or ``"prev_target"``), no
+    grad; DVW's variance target uses it. ``new_q_network()`` is a freshly initialised module of
+    the agent's Q architecture (on the agent's device). ``log(reg, key, value)`` records a 0-d stat
+    as ``reg/<reg.name>/<key>`` (ignored inside ``target_fn``).
+    """
+
+    device: torch.device
+    gamma: float
+    num_actions: int
+    obs_shape: tuple[int, ...]
+    td_target: torch.Tensor | None
+    next_target_q: torch.Tensor | None
+
+    @property
+    def step(self) -> int: ...
+
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+    def target_q_values(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+    def prev_target_q_values(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+    def target_fn(self, batch: TensorBatch, which: str = "target") -> torch.Tensor: ...
+
+    def new_q_network(self) -> nn.Module: ...
+
+    def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None: ...
 
 
 @dataclass
@@ -210,6 +268,10 @@ class Regularizer:
     def update_extras(self, batch: TensorBatch, view: Any) -> dict[str, torch.Tensor]:
         """Optimizer steps of the regularizer's own networks; returns stats to log."""
         return {}
+
+    def on_target_update(self, view: Any) -> None:
+        """Called at each hard target-network update, before the agent copies its networks
+        (Q-learning agents: ``q̄⁻ ← q̄``, ``q̄ ← q``); rotate frozen copies of one's own networks."""
 
     # ------------------------------------------------------------------ state
     def to(self, device: torch.device) -> Regularizer:

@@ -1,0 +1,460 @@
+r"""DQN (Mnih et al. 2015) on MinAtar, the base of M-DQN, MDVI and DVW (family ``"q_learning"``).
+
+One update on a batch :math:`(s, a, r, s', d)` (``d`` = terminated, not truncated):
+
+.. math::
+
+    y = r + \gamma (1 - d) \max_{a'} \bar q(s', a')
+        \quad\to\quad y \leftarrow \text{critic\_target hooks}(y)\quad (\text{no grad})\\
+    w = \prod \text{td\_weights hooks} \ (\text{or } 1)\\
+    L = \mathrm{mean}_B\, w \cdot \ell\big(y - q_\theta(s, a)\big) + \sum \text{critic terms},\qquad
+    \ell = (\cdot)^2 \ (\text{mse}) \text{ or Huber}_\delta \ (\text{huber})
+
+then one optimizer step (Adam, or centred RMSProp as in the MinAtar paper) and the
+``update_extras`` hooks. Three copies of the Q-net are kept: online :math:`q_\theta`, target
+:math:`\bar q` and previous target :math:`\bar q^-`. At every target update (every
+``target_update`` environment steps once learning has started) the regularizers'
+``on_target_update`` hooks run first, then :math:`\bar q^- \leftarrow \bar q` and
+:math:`\bar q \leftarrow q_\theta` (DVW's order; :math:`\bar q^-` is one copy every 1000 steps, so
+it is always kept).
+
+The Q-net is MinAtar's: Conv2d(C→16, 3×3, stride 1) → ReLU → flatten (16·8·8 = 1024) →
+Linear(1024→128) → ReLU → Linear(128→A), PyTorch's default initialisation (MinAtar
+``examples/dqn.py`` and the DVW MinAtar code use the same network).
+
+Exploration is ε-greedy with a linear schedule in environment steps (:meth:`DQNConfig.epsilon`):
+CleanRL/DVW decay from step 0 over a fraction of the run; MinAtar's ``examples/dqn.py`` acts
+uniformly at random until ``learning_starts`` and decays over a fixed number of frames after it.
+The schedule of updates and target copies is in environment steps summed over all training
+environments (:meth:`DQNAgent.schedule`), so "one gradient step every 4 env steps" holds for any
+number of parallel environments.
+
+Regularizers see :class:`_View` (documented as :class:`rlreg.regularizers.base.QLearningView`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlreg.data.transitions import TensorBatch
+from rlreg.errors import RlregError, check
+from rlreg.regularizers.base import CriticContext, Regularizer, SetupSource
+
+__all__ = ["DQNAgent", "DQNConfig", "MinAtarQNet"]
+
+
+class MinAtarQNet(nn.Module):
+    """MinAtar's Q-network: one 3×3 conv (16 channels), one hidden layer (128), one output per action."""
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        conv_channels: int = 16,
+        hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        c, h, w = (int(x) for x in obs_shape)
+        self.conv = nn.Conv2d(c, conv_channels, kernel_size=3, stride=1)
+        self.fc = nn.Linear(conv_channels * (h - 2) * (w - 2), hidden)
+        self.out = nn.Linear(hidden, num_actions)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` observations (any dtype) → ``(B, A)`` values."""
+        x = F.relu(self.conv(obs if obs.is_floating_point() else obs.float()))
+        return self.out(F.relu(self.fc(x.flatten(1))))
+
+
+@dataclass
+class DQNConfig:
+    """Hyper-parameters of the DQN learner (defaults: the DVW MinAtar setup, research §2.6)."""
+
+    conv_channels: int = 16
+    """Channels of the Q-net's 3×3 convolution (MinAtar: 16)."""
+    hidden: int = 128
+    """Width of the Q-net's hidden layer (MinAtar: 128)."""
+    optimizer: str = "adam"
+    """``adam`` (DVW/CleanRL) or ``rmsprop`` (centred RMSProp of MinAtar's examples/dqn.py)."""
+    lr: float = 2.5e-4
+    """Learning rate of the Q-net."""
+    adam_eps: float = 1e-8
+    """Adam's epsilon (PyTorch default)."""
+    rmsprop_alpha: float = 0.95
+    """RMSProp's squared-gradient decay (MinAtar: 0.95)."""
+    rmsprop_eps: float = 0.01
+    """RMSProp's epsilon (MinAtar: 0.01, "min squared gradient")."""
+    rmsprop_centered: bool = True
+    """Centred RMSProp (MinAtar: true)."""
+    loss: str = "mse"
+    """TD loss: ``mse`` (DVW for all four algorithms) or ``huber`` (MinAtar DQN, Dopamine M-DQN)."""
+    huber_delta: float = 1.0
+    """δ of the Huber loss (``smooth_l1``: 1)."""
+    batch_size: int = 32
+    """Transitions per gradient update."""
+    gamma: float = 0.99
+    """Discount factor."""
+    train_every: int = 4
+    """Environment steps (summed over the training environments) per gradient update."""
+    target_update: int = 1000
+    """Environment steps between hard target updates (after learning has started)."""
+    eps_start: float = 1.0
+    """ε at the start of the schedule."""
+    eps_end: float = 0.1
+    """ε after the decay."""
+    eps_decay_fraction: float | None = 0.1
+    """Decay length as a fraction of ``train.steps`` (CleanRL's exploration_fraction); None when
+    ``eps_decay_steps`` is used."""
+    eps_decay_steps: int | None = None
+    """Decay length in environment steps (MinAtar: 100 000); overrides ``eps_decay_fraction``."""
+    eps_from_learning_starts: bool = False
+    """Act uniformly at random until ``train.learning_starts`` and start the decay there (MinAtar's
+    examples/dqn.py); false: the decay starts at step 0 (CleanRL, DVW)."""
+
+    def validate(self) -> None:
+        def positive(name: str, integer: bool = False) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, int) and not isinstance(v, bool) if integer else isinstance(v, (int, float))
+            check(
+                ok and v > 0 and (integer or math.isfinite(v)),
+                f"dqn.{name} must be a positive {'integer' if integer else 'number'}, got {v!r}",
+                f"set agent.{name} to a value > 0",
+            )
+
+        for name in ("lr", "adam_eps", "rmsprop_eps", "huber_delta"):
+            positive(name)
+        for name in ("conv_channels", "hidden", "batch_size", "train_every", "target_update"):
+            positive(name, integer=True)
+        check(
+            self.optimizer in ("adam", "rmsprop"),
+            f"dqn.optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}",
+            "set agent.optimizer=adam (DVW) or agent.optimizer=rmsprop (MinAtar paper)",
+        )
+        check(
+            self.loss in ("mse", "huber"),
+            f"dqn.loss must be 'mse' or 'huber', got {self.loss!r}",
+            "set agent.loss=mse (DVW) or agent.loss=huber (MinAtar paper, Dopamine)",
+        )
+        check(0 <= self.gamma <= 1, f"gamma must lie in [0, 1], got {self.gamma}", "use e.g. gamma=0.99")
+        check(
+            0 <= self.rmsprop_alpha < 1,
+            f"dqn.rmsprop_alpha must lie in [0, 1), got {self.rmsprop_alpha}",
+            "use 0.95 (MinAtar)",
+        )
+        check(
+            0 <= self.eps_end <= self.eps_start <= 1,
+            f"ε schedule must satisfy 0 <= eps_end <= eps_start <= 1, got start {self.eps_start}, "
+            f"end {self.eps_end}",
+            "use e.g. eps_start=1.0, eps_end=0.1",
+        )
+        check(
+            (self.eps_decay_fraction is None) != (self.eps_decay_steps is None),
+            "exactly one of dqn.eps_decay_fraction and dqn.eps_decay_steps must be set, got "
+            f"{self.eps_decay_fraction!r} and {self.eps_decay_steps!r}",
+            "set agent.eps_decay_fraction=0.1 (DVW) or agent.eps_decay_steps=100000 with "
+            "agent.eps_decay_fraction=null (MinAtar)",
+        )
+        if self.eps_decay_fraction is not None:
+            check(
+                0 <= self.eps_decay_fraction <= 1,
+                f"dqn.eps_decay_fraction must lie in [0, 1], got {self.eps_decay_fraction}",
+                "use e.g. 0.1",
+            )
+        if self.eps_decay_steps is not None:
+            check(
+                isinstance(self.eps_decay_steps, int) and self.eps_decay_steps >= 0,
+                f"dqn.eps_decay_steps must be an integer >= 0, got {self.eps_decay_steps!r}",
+                "use e.g. 100000",
+            )
+
+    def epsilon(self, step: int, total_steps: int, learning_starts: int) -> float:
+        """ε for acting at environment step ``step`` (linear decay, then constant ``eps_end``)."""
+        start = learning_starts if self.eps_from_learning_starts else 0
+        if step < start:
+            return self.eps_start
+        decay = (
+            self.eps_decay_steps
+            if self.eps_decay_steps is not None
+            else self.eps_decay_fraction * total_steps  # type: ignore[operator]
+        )
+        if decay <= 0:
+            return self.eps_end
+        return max(self.eps_start + (self.eps_end - self.eps_start) * (step - start) / decay, self.eps_end)
+
+
+class _View:
+    """The typed view a regularizer sees of a :class:`DQNAgent` (see ``QLearningView``)."""
+
+    family = "q_learning"
+
+    def __init__(self, agent: DQNAgent, which: str = "target", sink: dict[str, torch.Tensor] | None = None):
+        self._agent = agent
+        self._which = which
+        self._sink = sink
+        self.device = agent.device
+        self.gamma = agent.config.gamma
+        self.num_actions = agent.num_actions
+        self.obs_shape = agent.obs_shape
+        self.td_target: torch.Tensor | None = None
+        self.next_target_q: torch.Tensor | None = None
+
+    @property
+    def step(self) -> int:
+        return self._agent.num_updates
+
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._agent.q(obs)
+
+    def target_q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._agent.network(self._which)(obs)
+
+    def prev_target_q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._agent.q_prev_target(obs)
+
+    def target_fn(self, batch: TensorBatch, which: str = "target") -> torch.Tensor:
+        return self._agent.bellman_target(batch, which)
+
+    def new_q_network(self) -> nn.Module:
+        return self._agent.make_q_network()
+
+    def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None:
+        if self._sink is not None:
+            self._sink[f"reg/{reg.name}/{key}"] = value.detach()
+
+
+class DQNAgent:
+    """DQN with regularizer hooks. ``update(batch)`` is one gradient step; ``act`` acts ε-greedily."""
+
+    family = "q_learning"
+
+    def __init__(
+        self,
+        config: DQNConfig,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        regularizers: Sequence[Regularizer] = (),
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.device = torch.device(device)
+        self.obs_shape = tuple(int(x) for x in obs_shape)
+        check(
+            len(self.obs_shape) == 3 and min(self.obs_shape[1:]) >= 3,
+            f"the DQN agent needs image observations (C, H, W) with H, W >= 3, got {self.obs_shape}",
+            "train it on a MinAtar environment: --env minatar:<game>",
+        )
+        self.num_actions = int(num_actions)
+        self.regularizers = list(regularizers)
+        names = [r.name for r in self.regularizers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        check(not dup, f"regularizer(s) {dup} given twice", "list each regularizer once")
+        for r in self.regularizers:
+            check(
+                self.family in r.families,
+                f"regularizer '{r.name}' does not fit a {self.family} agent (it fits {sorted(r.families)})",
+                "choose an agent of a family the regularizer supports",
+            )
+            check(
+                not r.needs_critic_features,
+                f"regularizer '{r.name}' needs critic features, which the DQN agent does not provide",
+                "use it with an actor-critic agent",
+            )
+
+        torch.manual_seed(seed)  # network initialisation
+        self.q = self.make_q_network()
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.q_prev_target = copy.deepcopy(self.q).requires_grad_(False)
+        c = config
+        if c.optimizer == "adam":
+            self.opt: torch.optim.Optimizer = torch.optim.Adam(self.q.parameters(), lr=c.lr, eps=c.adam_eps)
+        else:
+            self.opt = torch.optim.RMSprop(
+                self.q.parameters(),
+                lr=c.lr,
+                alpha=c.rmsprop_alpha,
+                eps=c.rmsprop_eps,
+                centered=c.rmsprop_centered,
+            )
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(seed + 1)
+        self.num_updates = 0
+        self.num_target_updates = 0
+        self._metrics: dict[str, torch.Tensor] = {}
+        self.view = _View(self, "target", sink=self._metrics)
+        for r in self.regularizers:
+            r.to(self.device)
+
+    # ------------------------------------------------------------------ networks
+    def make_q_network(self) -> MinAtarQNet:
+        """A freshly initialised Q-net of this agent's architecture, on its device."""
+        c = self.config
+        return MinAtarQNet(self.obs_shape, self.num_actions, c.conv_channels, c.hidden).to(self.device)
+
+    def network(self, which: str) -> nn.Module:
+        nets = {"online": self.q, "target": self.q_target, "prev_target": self.q_prev_target}
+        if which not in nets:
+            raise RlregError(f"unknown Q network '{which}'", f"use one of: {', '.join(nets)}")
+        return nets[which]
+
+    def setup(self, source: SetupSource) -> None:
+        """Run every regularizer's ``setup`` (extra networks and their optimizers)."""
+        for r in self.regularizers:
+            r.setup(source, self.view)
+            r.to(self.device)
+
+    # ------------------------------------------------------------------ targets
+    @torch.no_grad()
+    def bellman_target(
+        self, batch: TensorBatch, which: str = "target", view: _View | None = None
+    ) -> torch.Tensor:
+        """The full TD target built from network ``which``: ``r + γ(1−d) max q̄(s')``, then every
+        ``critic_target`` hook (with a view whose ``target_q_values`` is that network)."""
+        if view is None:
+            view = _View(self, which, sink=None)
+        next_q = self.network(which)(batch.next_observations)
+        view.next_target_q = next_q
+        target = batch.rewards + self.config.gamma * (1.0 - batch.dones) * next_q.amax(1)
+        for r in self.regularizers:
+            target = r.critic_target(batch, target, view)
+        return target
+
+    # ------------------------------------------------------------------ update
+    def update(self, batch: TensorBatch) -> dict[str, torch.Tensor]:
+        """One gradient update on ``batch``; returns detached 0-d metric tensors."""
+        c = self.config
+        regs = self.regularizers
+        self.num_updates += 1
+        metrics = self._metrics
+        metrics.clear()
+        view = self.view
+        with torch.no_grad():
+            target = self.bellman_target(batch, "target", view)
+            view.td_target = target
+            weights = None
+            for r in regs:
+                w = r.td_weights(batch, view)
+                if w is not None:
+                    weights = w if weights is None else weights * w
+
+        q = self.q(batch.observations).gather(1, batch.actions.long()[:, None]).squeeze(1)
+        if c.loss == "mse":
+            per_sample = (target - q).square()
+        else:
+            per_sample = F.huber_loss(q, target, reduction="none", delta=c.huber_delta)
+        td_loss = (per_sample if weights is None else weights * per_sample).mean()
+        loss = td_loss
+        if regs:
+            ctx = CriticContext(q=q[None], target=target)
+            for r in regs:
+                terms = r.critic_terms(batch, ctx, view)
+                for k, v in terms.losses.items():
+                    metrics[f"reg/{r.name}/{k}"] = v.detach()
+                    loss = loss + v
+                for k, v in terms.stats.items():
+                    metrics[f"reg/{r.name}/{k}"] = v
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        metrics["train/td_loss"] = td_loss.detach()
+        metrics["train/q_mean"] = q.detach().mean()
+        metrics["train/target_mean"] = target.mean()
+
+        for r in regs:
+            for k, v in r.update_extras(batch, view).items():
+                metrics[f"reg/{r.name}/{k}"] = v
+        out = dict(metrics)
+        metrics.clear()
+        return out
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """Hard target update: regularizers' ``on_target_update`` hooks, then q̄⁻ ← q̄, q̄ ← q."""
+        for r in self.regularizers:
+            r.on_target_update(self.view)
+        for dst, src in ((self.q_prev_target, self.q_target), (self.q_target, self.q)):
+            for pd, ps in zip(dst.parameters(), src.parameters()):
+                pd.copy_(ps)
+        self.num_target_updates += 1
+
+    def schedule(self, prev_step: int, step: int, learning_starts: int) -> list[str]:
+        """Events due while the environment-step count went from ``prev_step`` to ``step``: an
+        ``"update"`` at every multiple of ``train_every`` and a ``"target"`` update at every multiple of
+        ``target_update``, both only after ``learning_starts`` steps (CleanRL/DVW: ``step >
+        learning_starts``), in step order (an update before a target copy due at the same step)."""
+        lo = max(prev_step, learning_starts)
+        if step <= lo:
+            return []
+        c = self.config
+        events = [(n, 0) for n in range((lo // c.train_every + 1) * c.train_every, step + 1, c.train_every)]
+        events += [
+            (n, 1) for n in range((lo // c.target_update + 1) * c.target_update, step + 1, c.target_update)
+        ]
+        events.sort()
+        return ["update" if kind == 0 else "target" for _, kind in events]
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, epsilon: float) -> torch.Tensor:
+        """ε-greedy actions ``(N,)`` int64 for observations ``(N, C, H, W)`` on the agent's device.
+
+        Two random draws per environment every call (a uniform and a random action), whatever ε is,
+        so the generator's stream does not depend on ε.
+        """
+        n = obs.shape[0]
+        u = torch.rand(n, generator=self.gen, device=self.device)
+        random_actions = torch.randint(0, self.num_actions, (n,), generator=self.gen, device=self.device)
+        if epsilon >= 1.0:
+            return random_actions
+        greedy = self.q(obs).argmax(1)
+        return torch.where(u < epsilon, random_actions, greedy)
+
+    @torch.no_grad()
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        """Greedy actions ``argmax_a q(s, a)`` (evaluation)."""
+        return self.q(obs).argmax(1)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "q": self.q.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "q_prev_target": self.q_prev_target.state_dict(),
+            "opt": self.opt.state_dict(),
+            "num_updates": self.num_updates,
+            "num_target_updates": self.num_target_updates,
+            "gen": self.gen.get_state(),
+            "regularizers": [r.state_dict() for r in self.regularizers],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            for name in ("q", "q_target", "q_prev_target"):
+                getattr(self, name).load_state_dict(state[name])
+            self.opt.load_state_dict(state["opt"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise RlregError(
+                f"agent state does not match this agent ({type(e).__name__}: {str(e).splitlines()[0]})",
+                "load a checkpoint saved by the same agent with the same network sizes and regularizers",
+            ) from e
+        regs = state.get("regularizers", [])
+        check(
+            len(regs) == len(self.regularizers),
+            f"checkpoint has {len(regs)} regularizer(s), this agent has {len(self.regularizers)}",
+            "resume with the same regularizers as the run that saved it",
+        )
+        for r, s in zip(self.regularizers, regs):
+            r.load_state_dict(s)
+        self.num_updates = int(state["num_updates"])
+        self.num_target_updates = int(state["num_target_updates"])
+        self.gen.set_state(state["gen"].to("cpu") if hasattr(state["gen"], "to") else state["gen"])
