@@ -56,8 +56,8 @@ nothing this frame, so spawning is a single indexed write without branches. Slot
 indexed ``(env, slot)`` but stored slot-major (``torch.zeros(slots, N).t()``) with small integer
 dtypes, so that per-slot operations and reductions over slots vectorise across environments on the
 CPU. Enemy bullets never interact with each other and bullets of one heading in one cell behave
-identically, so they are kept as two boolean 10x10 maps (one per heading, flattened, plus a scratch
-cell) that shift a column per frame.
+identically, so they are kept as two boolean 10x10 maps (one per heading, flattened) that shift a
+column per frame.
 
 **Capacities.** Friendly bullets: 2 (a bullet lives at most 9 frames and shots are at least 5
 frames apart, so a slot is always free again when the ring comes back to it). Divers: 2 (a diver
@@ -96,7 +96,6 @@ DIVER_MOVE_INTERVAL = 5
 MAX_DIVERS = 6
 
 _I8, _I16 = torch.int8, torch.int16
-_SINK = 1000  # scatter target for "nothing to draw" (past the 10 channels x 100 cells)
 
 
 def _slots(n: int, s: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -109,9 +108,9 @@ def _i8(m: torch.Tensor) -> torch.Tensor:
     return m.view(_I8)
 
 
-def _blend(sink: int, value: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``value`` where ``keep`` else ``sink`` (arithmetic select: cheaper than ``torch.where`` here)."""
-    return (value - sink) * keep + sink
+def _u8(m: torch.Tensor) -> torch.Tensor:
+    """A bool tensor as 0/1 uint8 (a free reinterpretation)."""
+    return m.view(torch.uint8)
 
 
 @register_game
@@ -152,7 +151,7 @@ class Seaquest(BatchedGame):
         self.enemy_timer, self.diver_timer = i64(), i64()  # spawn timers
         self.spawn_interval, self.move_interval = i64(), i64()
         self.en_head, self.dv_head, self.fb_head = i64(), i64(), i64()  # ring positions of the next spawn
-        self.overflow = i64()  # live enemies/divers/bullets replaced by a spawn (diagnostic; not reset)
+        self.overflow = i64()  # live enemies replaced by a spawn (diagnostic; not reset)
         # enemies (fish and subs): flags and small integers
         self.en_on, self.en_sub, self.en_right = (_slots(n, k, torch.bool, dev) for _ in range(3))
         self.en_x, self.en_y, self.en_timer, self.en_shot = (_slots(n, k, _I8, dev) for _ in range(4))
@@ -162,8 +161,8 @@ class Seaquest(BatchedGame):
         # friendly bullets
         self.fb_on, self.fb_right = (_slots(n, b, torch.bool, dev) for _ in range(2))
         self.fb_x, self.fb_y = (_slots(n, b, _I8, dev) for _ in range(2))
-        # enemy bullets: flat (heading, row, column) maps, heading 0 = left, 1 = right; cell 200 is scratch
-        self.eb = torch.zeros(n, 201, dtype=torch.bool, device=dev)
+        # enemy bullets: flat (heading, row, column) maps, heading 0 = left, 1 = right
+        self.eb = torch.zeros(n, 200, dtype=torch.bool, device=dev)
         # constants (per-environment columns compare fast against slot-major tensors)
         self._arange_n = torch.arange(n, dtype=torch.int64, device=dev)
         self._zero8 = torch.zeros(n, 1, dtype=_I8, device=dev)
@@ -171,6 +170,13 @@ class Seaquest(BatchedGame):
         self._en_slot = _slots(n, k, _I8, dev).add_(torch.arange(k, dtype=_I8, device=dev))
         self._dv_slot = torch.arange(d, dtype=_I8, device=dev)
         self._cols = torch.arange(10, dtype=torch.int64, device=dev)
+        # observation channel (x 100) of each column of the entities drawn by ``observation``
+        sizes = ((0, 1), (1, 1), (2, b), (3, k), (3, d), (5, k), (6, k), (9, d))
+        self._obs_offset = torch.cat([torch.full((size,), 100 * c, device=dev) for c, size in sizes])
+        cells = torch.arange(200, device=dev)
+        # after shifting the flat maps by one cell: column 9 of the left map and column 0 of the right
+        # map received a neighbouring row's bullet, which is off the screen instead
+        self._eb_keep = torch.where(cells < 100, cells % 10 != 9, cells % 10 != 0)
 
     # ------------------------------------------------------------------ reset
 
@@ -232,7 +238,6 @@ class Seaquest(BatchedGame):
         right = u[:, 3] < 0.5
         row = 1 + (u[:, 4] * 8).long().clamp_(max=7)
         at = (ar, torch.where(due, self.dv_head, self.diver_slots))
-        self.overflow.add_((self.dv_on[at] & due).long())
         self.dv_on[at] = due
         self.dv_right[at] = right
         self.dv_x[at] = torch.where(right, 0, 9).to(_I8)
@@ -245,7 +250,6 @@ class Seaquest(BatchedGame):
         fire = (action == 5) & (self.cooldown == 0)
         self.cooldown.masked_fill_(fire, FIRE_COOLDOWN)
         at = (self._arange_n, torch.where(fire, self.fb_head, self.bullet_slots))
-        self.overflow.add_((self.fb_on[at] & fire).long())
         self.fb_on[at] = fire
         self.fb_right[at] = self.sub_right
         self.fb_x[at] = self.sub_x.to(_I8)
@@ -330,9 +334,11 @@ class Seaquest(BatchedGame):
         lands = moving & ~out & (self.dv_x == sx) & (self.dv_y == sy)
         wants = at_sub | lands
         age = (self._dv_slot - self.dv_head.to(_I8)[:, None]) % self.diver_slots  # larger = newer
-        ahead = (wants[:, None, :] & (age[:, None, :] > age[:, :, None])).sum(2)  # newer divers wanting
-        picked = wants & (ahead < (MAX_DIVERS - self.divers)[:, None])
-        self.divers += picked.sum(1)
+        ahead = torch.zeros_like(age)  # how many newer divers want to be picked up
+        for j in range(self.diver_slots):
+            ahead += _i8(wants[:, j : j + 1] & (age[:, j : j + 1] > age))
+        picked = wants & (ahead < (MAX_DIVERS - self.divers).clamp(max=127).to(_I8)[:, None])
+        self.divers += _i8(picked).sum(1)
         self.dv_timer += _i8(moving) * (DIVER_MOVE_INTERVAL + 1) - _i8(on)
         self.dv_on &= ~(out | picked)
 
@@ -343,19 +349,18 @@ class Seaquest(BatchedGame):
         reward += kills
         shoot = subs & (self.en_shot == self._zero8)
         self.en_shot += _i8(shoot) * (ENEMY_SHOT_INTERVAL + 1) - _i8(subs)
-        cell = self.en_y.to(_I16) * 10 + self.en_x.to(_I16) + self.en_right.to(_I16) * 100
-        self.eb.scatter_(1, _blend(200, cell, shoot & ~out).long().contiguous(), True)
+        # a shot from an off-screen sub lands on a neighbouring row's cell with value 0: no effect
+        cell = (self.en_y * 10 + self.en_x).long() + self.en_right.long() * 100
+        self.eb.view(torch.uint8).scatter_reduce_(1, cell, _u8(shoot & ~out), "amax")
 
         # 6. enemy bullets
         sub_cell = (self.sub_y * 10 + self.sub_x)[:, None]
         player = torch.cat([sub_cell, sub_cell + 100], 1)
         terminal |= self.eb.gather(1, player).any(1)
-        maps = self.eb[:, :200].view(n, 2, 10, 10)
-        moved = torch.zeros_like(maps)
-        moved[:, 0, :, :9] = maps[:, 0, :, 1:]
-        moved[:, 1, :, 1:] = maps[:, 1, :, :9]
-        self.eb[:, :200] = moved.view(n, 200)
-        self.eb[:, 200] = False
+        moved = torch.zeros_like(self.eb)
+        moved[:, :99] = self.eb[:, 1:100]  # heading left
+        moved[:, 101:] = self.eb[:, 100:199]  # heading right
+        self.eb.copy_(moved & self._eb_keep)
         terminal |= self.eb.gather(1, player).any(1)
 
         # 8. timers, oxygen, surfacing
@@ -388,33 +393,30 @@ class Seaquest(BatchedGame):
         ``max(0, oxygen) * 10 // 200`` cells from the left; the diver gauge fills ``divers`` cells
         ending at column 8 (nothing for 0 or negative counts)."""
         n = self.num_envs
-
-        def draw(channel: int, on: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            """Flat (channel, row, column) index of each entity (int16), ``_SINK`` where not drawn."""
-            cell = y.to(_I16) * 10 + x.to(_I16) + channel * 100
-            return _blend(_SINK, cell, on & (x >= 0) & (x <= 9))
-
-        def trail(on: torch.Tensor, right: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return draw(3, on, x + 1 - _i8(right) * 2, y)  # the cell behind, if on screen
-
+        zero, nine = self._zero8, self._nine8
         sx, sy = self.sub_x.to(_I8)[:, None], self.sub_y.to(_I8)[:, None]
-        always = torch.ones(n, 1, dtype=torch.bool, device=self.device)
-        idx = torch.cat(
-            [
-                draw(0, always, sx, sy),
-                draw(1, always, sx + 1 - _i8(self.sub_right[:, None]) * 2, sy),
-                draw(2, self.fb_on, self.fb_x, self.fb_y),
-                trail(self.en_on, self.en_right, self.en_x, self.en_y),
-                trail(self.dv_on, self.dv_right, self.dv_x, self.dv_y),
-                draw(5, self.en_on, self.en_x, self.en_y) + self.en_sub.to(_I16) * 100,  # fish 5, subs 6
-                draw(9, self.dv_on, self.dv_x, self.dv_y),
-            ],
-            dim=1,
+        back = sx + 1 - _i8(self.sub_right[:, None]) * 2
+        en_back = self.en_x + 1 - _i8(self.en_right) * 2
+        dv_back = self.dv_x + 1 - _i8(self.dv_right) * 2
+        fish, subs = self.en_on & ~self.en_sub, self.en_on & self.en_sub
+        # (channel, column, row, drawn?) per group of entities; cells off the screen sideways land on
+        # a neighbouring row's cell of the same channel and are not drawn
+        groups = (
+            (0, sx, sy, torch.ones_like(sx, dtype=torch.bool)),
+            (1, back, sy, (back >= zero) & (back <= nine)),
+            (2, self.fb_x, self.fb_y, self.fb_on),
+            (3, en_back, self.en_y, self.en_on & (en_back >= zero) & (en_back <= nine)),
+            (3, dv_back, self.dv_y, self.dv_on & (dv_back >= zero) & (dv_back <= nine)),
+            (5, self.en_x, self.en_y, fish),
+            (6, self.en_x, self.en_y, subs),
+            (9, self.dv_x, self.dv_y, self.dv_on),
         )
-        flat = torch.zeros(n, _SINK + 101, dtype=torch.bool, device=self.device)
-        flat.scatter_(1, idx.long(), True)
-        obs = flat[:, :_SINK].view(n, 10, 10, 10)
-        obs[:, 4] = (self.eb[:, :100] | self.eb[:, 100:200]).view(n, 10, 10)
+        cells = torch.cat([y * 10 + x for _, x, y, _ in groups], 1).long().clamp_(0, 99) + self._obs_offset
+        drawn = torch.cat([_u8(on.expand_as(x)) for _, x, _, on in groups], 1)
+        flat = torch.zeros(n, 1000, dtype=torch.uint8, device=self.device)
+        flat.scatter_reduce_(1, cells, drawn, "amax")
+        obs = flat.view(torch.bool).view(n, 10, 10, 10)
+        obs[:, 4] = (self.eb[:, :100] | self.eb[:, 100:]).view(n, 10, 10)
         obs[:, 7, 9] = self._cols < (self.oxygen.clamp(min=0) * 10 // MAX_OXYGEN)[:, None]
         obs[:, 8, 9] = (self._cols >= 9 - self.divers[:, None]) & (self._cols < 9)
         return obs
