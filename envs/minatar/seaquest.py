@@ -131,7 +131,7 @@ class Seaquest(BatchedGame):
         "diver",
     )
     minimal_actions: ClassVar[tuple[int, ...]] = (0, 1, 2, 3, 4, 5)
-    enemy_slots: ClassVar[int] = 32  # ring capacity; a power of two
+    enemy_slots: ClassVar[int] = 32  # ring capacities: powers of two
     diver_slots: ClassVar[int] = 2
     bullet_slots: ClassVar[int] = 2
 
@@ -243,7 +243,7 @@ class Seaquest(BatchedGame):
         self.dv_x[at] = torch.where(right, 0, 9).to(_I8)
         self.dv_y[at] = row.to(_I8)
         self.dv_timer[at] = DIVER_MOVE_INTERVAL
-        self.dv_head.add_(due.long()).remainder_(self.diver_slots)
+        self.dv_head.add_(due.long()).bitwise_and_(self.diver_slots - 1)
 
     def _player(self, action: torch.Tensor) -> None:
         """Fire or move (step 2)."""
@@ -254,7 +254,7 @@ class Seaquest(BatchedGame):
         self.fb_right[at] = self.sub_right
         self.fb_x[at] = self.sub_x.to(_I8)
         self.fb_y[at] = self.sub_y.to(_I8)
-        self.fb_head.add_(fire.long()).remainder_(self.bullet_slots)
+        self.fb_head.add_(fire.long()).bitwise_and_(self.bullet_slots - 1)
         left, right = action == 1, action == 3
         self.sub_x.add_(right.long() - left.long()).clamp_(0, 9)
         self.sub_right.copy_((self.sub_right | right) & ~left)
@@ -333,7 +333,7 @@ class Seaquest(BatchedGame):
         out = moving & ((self.dv_x < 0) | (self.dv_x > 9))
         lands = moving & ~out & (self.dv_x == sx) & (self.dv_y == sy)
         wants = at_sub | lands
-        age = (self._dv_slot - self.dv_head.to(_I8)[:, None]) % self.diver_slots  # larger = newer
+        age = (self._dv_slot - self.dv_head.to(_I8)[:, None]) & (self.diver_slots - 1)  # larger = newer
         ahead = torch.zeros_like(age)  # how many newer divers want to be picked up
         for j in range(self.diver_slots):
             ahead += _i8(wants[:, j : j + 1] & (age[:, j : j + 1] > age))
