@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from agents.dqn import DQNAgent, DQNConfig
 from agents.td3 import TD3Agent, TD3Config
 from rlreg.errors import RlregError, check
 from rlreg.regularizers import REGISTRY
@@ -69,6 +70,16 @@ class TrainConfig:
     threads: int = 0
     """On CPU, torch intra-op threads for training (0: torch's default, one per core). 1 leaves the
     other cores to PRDC's neighbour search, which then overlaps the critic step (docs/benchmarks.md)."""
+    num_envs: int = 1
+    """Online MinAtar: training environments stepped together; ``steps``, ``learning_starts``, logging,
+    evaluation and checkpoint intervals count environment steps summed over them (``steps`` must be
+    a multiple of ``num_envs``)."""
+    max_episode_steps: int = 10_000
+    """Online MinAtar: episodes are truncated (and bootstrapped) after this many steps, in training and
+    evaluation (DVW: TimeLimit 10000). 0: no limit in training (MinAtar's own behaviour);
+    evaluation episodes are then still cut at 10000 steps."""
+    sticky_action_prob: float = 0.1
+    """Online MinAtar: probability of repeating the previous action (MinAtar default 0.1)."""
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "replay_size"):
@@ -86,6 +97,7 @@ class TrainConfig:
             "eval_seed_offset",
             "snapshot_every",
             "threads",
+            "max_episode_steps",
         ):
             v = getattr(self, name)
             check(
@@ -94,6 +106,16 @@ class TrainConfig:
                 f"set train.{name} to an integer >= 0",
             )
         check(
+            isinstance(self.num_envs, int) and self.num_envs >= 1,
+            f"train.num_envs must be an integer >= 1, got {self.num_envs!r}",
+            "set train.num_envs to e.g. 1 (DVW) or 64",
+        )
+        check(
+            0 <= self.sticky_action_prob < 1,
+            f"train.sticky_action_prob must lie in [0, 1), got {self.sticky_action_prob}",
+            "use 0.1 (MinAtar's default) or 0 for none",
+        )
+        check(
             self.obs_norm_eps > 0,
             f"train.obs_norm_eps must be > 0, got {self.obs_norm_eps}",
             "use 1e-3 as TD3+BC does",
@@ -101,7 +123,7 @@ class TrainConfig:
 
 
 # agent kind → (config class, agent class)
-AGENTS: dict[str, tuple[type, type]] = {"td3": (TD3Config, TD3Agent)}
+AGENTS: dict[str, tuple[type, type]] = {"td3": (TD3Config, TD3Agent), "dqn": (DQNConfig, DQNAgent)}
 
 
 def section_fields(cfg: dict[str, Any]) -> dict[str, type]:

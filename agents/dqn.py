@@ -205,6 +205,11 @@ class _View:
         self.obs_shape = agent.obs_shape
         self.td_target: torch.Tensor | None = None
         self.next_target_q: torch.Tensor | None = None
+        self._memo: tuple[torch.Tensor, torch.Tensor] | None = None  # (obs, target net's values)
+
+    def reset(self) -> None:
+        """Forget the per-update values (called by the agent at the start of every update)."""
+        self.td_target = self.next_target_q = self._memo = None
 
     @property
     def step(self) -> int:
@@ -214,7 +219,14 @@ class _View:
         return self._agent.q(obs)
 
     def target_q_values(self, obs: torch.Tensor) -> torch.Tensor:
-        return self._agent.network(self._which)(obs)
+        """Values of the network the target is built from (no grad: it is frozen). The last result is
+        kept for the same ``obs`` tensor, so hooks asking for q̄(s) of the batch share one forward."""
+        if self._memo is not None and self._memo[0] is obs:
+            return self._memo[1]
+        with torch.no_grad():
+            out = self._agent.network(self._which)(obs)
+        self._memo = (obs, out)
+        return out
 
     def prev_target_q_values(self, obs: torch.Tensor) -> torch.Tensor:
         return self._agent.q_prev_target(obs)
@@ -276,7 +288,10 @@ class DQNAgent:
         self.q_prev_target = copy.deepcopy(self.q).requires_grad_(False)
         c = config
         if c.optimizer == "adam":
-            self.opt: torch.optim.Optimizer = torch.optim.Adam(self.q.parameters(), lr=c.lr, eps=c.adam_eps)
+            # fused: one kernel for all parameters (same update rule as the default Adam)
+            self.opt: torch.optim.Optimizer = torch.optim.Adam(
+                self.q.parameters(), lr=c.lr, eps=c.adam_eps, fused=True
+            )
         else:
             self.opt = torch.optim.RMSprop(
                 self.q.parameters(),
@@ -337,6 +352,7 @@ class DQNAgent:
         metrics = self._metrics
         metrics.clear()
         view = self.view
+        view.reset()
         with torch.no_grad():
             target = self.bellman_target(batch, "target", view)
             view.td_target = target

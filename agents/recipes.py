@@ -6,6 +6,19 @@ A recipe file has ``name``, ``agent`` (a kind in :data:`agents.config.AGENTS`), 
 ``sources`` (``section.field`` → where the value comes from) and ``overrides`` (a list of
 ``{match: <fnmatch pattern on the dataset name>, set: {section.field: value}, source: ...}``
 applied in order).
+
+A recipe may also declare ``switches``: named on/off options that stack regularizers, e.g. ::
+
+    switches:
+      dvw:
+        default: false
+        summary: "Deep Variance Weighting on the TD loss"
+        regularizers: {dvw: {variance_lr: 2.5e-4}}
+        sources: {dvw.variance_lr: "..."}
+
+``--set dvw=true`` (a bare switch name) turns it on: its regularizers are added after the recipe's
+own, with its settings and sources, before the other ``--set`` values apply (so ``--set
+dvw.variance_lr=1e-4`` tunes it). The resolved config records ``switches: {name: bool}``.
 """
 
 from __future__ import annotations
@@ -68,6 +81,23 @@ def resolve_config(
     kind = recipe["agent"]
     agent_cls = AGENTS[kind][0]
     regs = dict(recipe.get("regularizers") or {})
+    sets = dict(sets or {})
+    given = [k for k in (recipe.get("switches") or {}) if k in sets]
+    switches = _resolve_switches(recipe, sets)  # pops the switch keys from sets
+    switch_sources: dict[str, Any] = {}
+    for switch, on in switches.items():
+        if not on:
+            continue
+        spec = recipe["switches"][switch]
+        for reg_name, values in (spec.get("regularizers") or {}).items():
+            if reg_name in regs:
+                raise RlregError(
+                    f"recipe '{recipe_name}' switch '{switch}' adds regularizer '{reg_name}', which the "
+                    "recipe already has",
+                    "fix the recipe: a switch must add regularizers the recipe does not list",
+                )
+            regs[reg_name] = values
+        switch_sources.update(spec.get("sources") or {})
     for reg_name in regs:
         if reg_name not in REGISTRY:
             raise RlregError(
@@ -95,9 +125,12 @@ def resolve_config(
         "agent_config": dataclasses.asdict(agent_cls()),
         "regularizers": [{"name": n, "config": dataclasses.asdict(REGISTRY[n].Config())} for n in regs],
         "train": dataclasses.asdict(TrainConfig()),
-        "sources": dict(recipe.get("sources") or {}),
+        "sources": {**(recipe.get("sources") or {}), **switch_sources},
         "applied": [],
     }
+    if switches:
+        cfg["switches"] = switches
+        cfg["applied"] += [f"{k}={'true' if switches[k] else 'false'}  # --set (switch)" for k in given]
     base: dict[str, Any] = {}
     base.update({f"agent.{k}": v for k, v in (recipe.get("agent_config") or {}).items()})
     for n, values in regs.items():
@@ -113,6 +146,20 @@ def resolve_config(
         cfg["applied"] += [f"{a}  # --set" for a in apply_sets(cfg, sets)]
     validate_config(cfg)
     return cfg
+
+
+def _resolve_switches(recipe: dict[str, Any], sets: dict[str, Any]) -> dict[str, bool]:
+    """``{switch: on}`` for the recipe's switches (default, or a bare ``--set NAME=true|false``)."""
+    from agents.config import coerce
+
+    declared = recipe.get("switches") or {}
+    out: dict[str, bool] = {}
+    for name, spec in declared.items():
+        on = bool((spec or {}).get("default", False))
+        if name in sets:
+            on = coerce(sets.pop(name), bool, name)
+        out[name] = on
+    return out
 
 
 def validate_config(cfg: dict[str, Any]) -> None:

@@ -11,8 +11,16 @@ A run folder holds::
 
 Exact resume: a checkpoint holds the networks, optimizers, regularizer state, the update counter,
 the sampling and noise generators and the global RNG states. Resuming from step k truncates the
-CSVs to step k and continues; on CPU the numbers are those of an uninterrupted run. (Online runs
-restart the episode that was in progress, since simulator state is not checkpointed.)
+CSVs to step k and continues; on CPU the numbers are those of an uninterrupted run. (Online Gymnasium
+runs restart the episode that was in progress, since simulator state is not checkpointed.)
+
+Online MinAtar runs (``--env minatar:<game>``, discrete-action agents such as ``dqn``) step
+``train.num_envs`` batched environments per iteration (:class:`agents.collect.MinAtarCollector`);
+steps count environment steps summed over them, the agent's :meth:`schedule` says which gradient
+updates and target copies are due, evaluation runs the greedy policy in separate environments
+(:class:`envs.evaluation.MinAtarEvaluator`) and reports raw returns (MinAtar has no reference
+scores: the ``score`` column stays empty). Their checkpoints also hold the environments' state, the
+replay and the running episodes, so resuming is exact there too.
 """
 
 from __future__ import annotations
@@ -30,10 +38,11 @@ import numpy as np
 import torch
 
 import rlreg
+from agents.collect import MinAtarCollector
 from agents.config import AGENTS, TrainConfig, config_from_dict
 from agents.recipes import validate_config
-from envs.evaluation import Evaluator
-from envs.registry import make_env
+from envs.evaluation import Evaluator, MinAtarEvaluator
+from envs.registry import make_env, minatar_game
 from rlreg.checkpoint import load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
 from rlreg.data.transitions import (
     DatasetInfo,
@@ -93,26 +102,39 @@ class Run:
     store: TransitionStore | None
     transitions: Transitions | None
     env_id: str | None
-    evaluator: Evaluator | None
+    evaluator: Evaluator | MinAtarEvaluator | None
+    collector: MinAtarCollector | None = None
+    """Online MinAtar runs: the training environments and replay (None otherwise)."""
 
     @property
     def online(self) -> bool:
         return self.cfg.get("dataset") is None
 
-    def policy_fn(self) -> Callable[[np.ndarray], np.ndarray]:
+    def policy_fn(self) -> Callable[[Any], Any]:
+        if self.collector is not None:
+            return self.agent.greedy
         norm, agent = self.normalizer, self.agent
         return lambda obs: agent.act(norm(np.asarray(obs, np.float32).reshape(len(obs), -1)))
+
+    def make_evaluator(self, episodes: int) -> Evaluator | MinAtarEvaluator:
+        seed = self.cfg["seed"] + self.train_cfg.eval_seed_offset
+        if self.collector is not None:
+            tc = self.train_cfg
+            return MinAtarEvaluator(
+                minatar_game(self.env_id),
+                episodes,
+                seed,
+                self.device,
+                sticky_action_prob=tc.sticky_action_prob,
+                max_episode_steps=tc.max_episode_steps or 10_000,
+            )
+        return Evaluator(self.env_id, episodes, seed, self.info.env_kwargs)
 
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
         """Run the evaluation episodes; returns return_mean/std, length_mean and score."""
         ev = self.evaluator
         if episodes is not None and (ev is None or episodes != ev.episodes):
-            ev = Evaluator(
-                self.env_id,
-                episodes,
-                self.cfg["seed"] + self.train_cfg.eval_seed_offset,
-                self.info.env_kwargs,
-            )
+            ev = self.make_evaluator(episodes)
         if ev is None:
             raise RlregError(
                 "evaluation is disabled for this run (eval_episodes=0 or no environment)",
@@ -140,6 +162,11 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
     tc: TrainConfig = config_from_dict(TrainConfig, cfg["train"], "train")
     device = resolve_device(cfg["device"])
     seed_everything(cfg["seed"])
+
+    game = minatar_game(cfg.get("env"))
+    agent_family = AGENTS[cfg["agent"]][1].family
+    if game is not None or agent_family == "q_learning":
+        return _build_minatar_run(cfg, tc, device, game)
 
     transitions = store = None
     if cfg.get("dataset") is not None:
@@ -245,6 +272,79 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
     return Run(cfg, tc, device, agent, info, normalizer, store, transitions, env_id, evaluator)
 
 
+def _build_minatar_run(cfg: dict[str, Any], tc: TrainConfig, device: torch.device, game: str | None) -> Run:
+    """Online discrete-action run on batched MinAtar: environments, replay, agent, evaluator."""
+    kind = cfg["agent"]
+    check(
+        AGENTS[kind][1].family == "q_learning",
+        f"the {kind} agent needs continuous actions; MinAtar's are discrete",
+        "train a discrete-action recipe on MinAtar (rlreg train dqn|mdqn|dqn-minatar --env minatar:GAME)",
+    )
+    check(
+        cfg.get("dataset") is None and game is not None,
+        f"the {kind} agent trains online on batched MinAtar only"
+        + (
+            " (offline datasets are not supported)"
+            if cfg.get("dataset")
+            else f", not on --env {cfg.get('env')}"
+        ),
+        "pass --env minatar:<game> (asterix, breakout, freeway, seaquest, space_invaders) and no --dataset",
+    )
+    check(
+        tc.steps % tc.num_envs == 0,
+        f"train.steps ({tc.steps}) is not a multiple of train.num_envs ({tc.num_envs}); every iteration "
+        "steps all environments",
+        f"use e.g. --steps {(tc.steps // tc.num_envs + 1) * tc.num_envs}",
+    )
+    check(
+        not tc.cuda_graph, "train.cuda_graph is not supported by the dqn agent", "set train.cuda_graph=false"
+    )
+    check(
+        tc.snapshot_every == 0,
+        "train.snapshot_every saves TD3 policy files; the dqn agent has none",
+        "set train.snapshot_every=0",
+    )
+    env_id = cfg["env"]
+    info = DatasetInfo(
+        name=env_id, env_id=env_id, normalizer="none", source="MinAtar (batched torch): raw returns"
+    )
+    collector = MinAtarCollector(
+        game,
+        tc.num_envs,
+        device,
+        seed=cfg["seed"],
+        replay_size=tc.replay_size,
+        sticky_action_prob=tc.sticky_action_prob,
+        max_episode_steps=tc.max_episode_steps or None,
+    )
+    agent_cfg_cls, agent_cls = AGENTS[kind]
+    agent_cfg = config_from_dict(agent_cfg_cls, cfg["agent_config"], "agent")
+    regs = [
+        REGISTRY[r["name"]](config_from_dict(REGISTRY[r["name"]].Config, r["config"], r["name"]))
+        for r in cfg["regularizers"]
+    ]
+    if tc.threads and device.type == "cpu":
+        torch.set_num_threads(tc.threads)
+    agent = agent_cls(
+        agent_cfg, collector.obs_shape, collector.num_actions, regs, device=device, seed=cfg["seed"]
+    )
+    obs_dim = int(np.prod(collector.obs_shape))
+    agent.setup(
+        SetupSource(
+            obs_dim=obs_dim,
+            act_dim=1,
+            action_low=torch.zeros(1, device=device),
+            action_high=torch.full((1,), float(collector.num_actions - 1), device=device),
+        )
+    )
+    run = Run(
+        cfg, tc, device, agent, info, ObsNormalizer.identity(obs_dim), None, None, env_id, None, collector
+    )
+    if tc.eval_episodes > 0:
+        run.evaluator = run.make_evaluator(tc.eval_episodes)
+    return run
+
+
 # ---------------------------------------------------------------------- training
 def train(
     cfg: dict[str, Any],
@@ -333,7 +433,9 @@ def _loop(
         set_rng_state(state["rng"])
         evals = list(state["evals"])
         wall = float(state.get("wall_time", 0.0))
-        if run.online:
+        if run.collector is not None:
+            run.collector.load_state_dict(state["collector"])
+        elif run.online:
             run.store.load_state_dict(state["replay"])
             env_rng.bit_generator.state = state["env_rng"]
         for name in ("metrics.csv", "eval.csv"):
@@ -345,7 +447,8 @@ def _loop(
     tb = TensorBoardLogger(out / "tb") if tc.tensorboard else None
     acc = MetricAccumulator()
 
-    online = run.online
+    collector = run.collector
+    online = run.online and collector is None  # online Gymnasium env (TD3)
     env = obs = None
     if online:
         env = make_env(run.env_id, **run.info.env_kwargs)
@@ -378,7 +481,9 @@ def _loop(
             "evals": evals,
             "wall_time": wall + (time.perf_counter() - t_start),
         }
-        if online:
+        if collector is not None:
+            ckpt["collector"] = collector.state_dict()
+        elif online:
             ckpt["replay"] = run.store.state_dict()
             ckpt["env_rng"] = env_rng.bit_generator.state
         save_atomic(ckpt, out / CHECKPOINT)
@@ -406,9 +511,17 @@ def _loop(
         row = {
             "step": step,
             "time": round(wall + time.perf_counter() - t_start, 3),
-            "updates_per_s": round(n_steps / dt, 2) if dt > 0 else float("nan"),
+            "updates_per_s": round((n_steps if collector is None else counts["updates"]) / dt, 2)
+            if dt > 0
+            else float("nan"),
         }
+        if collector is not None:
+            row["env_steps_per_s"] = round(n_steps / dt, 2) if dt > 0 else float("nan")
+            row["train/epsilon"] = counts["epsilon"]
+            counts["updates"] = 0
         row.update(acc.flush())
+        if collector is not None:
+            row.update(collector.pop_episode_stats())
         if online and ep_returns:
             row["rollout/episode_return"] = float(np.mean(ep_returns))
             ep_returns.clear()
@@ -438,12 +551,35 @@ def _loop(
             def offline_step() -> dict[str, torch.Tensor]:
                 return agent.update(run.store.sample(agent.config.batch_size, sample_gen))
 
+    counts: dict[str, Any] = {"updates": 0, "epsilon": float("nan")}
+
+    def minatar_iteration(step: int) -> int:
+        """Step every training environment once, then the updates and target copies that fell due."""
+        eps = agent.config.epsilon(step, tc.steps, tc.learning_starts)
+        counts["epsilon"] = eps
+        collector.step(agent, eps)
+        new_step = step + collector.num_envs
+        for event in agent.schedule(step, new_step, tc.learning_starts):
+            if event == "update":
+                acc.add(agent.update(collector.replay.sample(agent.config.batch_size, sample_gen)))
+                counts["updates"] += 1
+            else:
+                agent.update_target()
+        return new_step - step
+
+    def due(every: int, prev: int, now: int) -> bool:
+        """A multiple of ``every`` lies in (prev, now] (``now % every == 0`` for steps of 1)."""
+        return bool(every) and now // every > prev // every
+
     t_start = time.perf_counter()
     t_log, steps_since_log = time.perf_counter(), 0
     step = start
     try:
         while step < tc.steps:
-            if online:
+            prev = step
+            if collector is not None:
+                step += minatar_iteration(step)  # num_envs environment steps
+            elif online:
                 if step < tc.learning_starts:
                     action = env.action_space.sample()
                 else:
@@ -465,28 +601,32 @@ def _loop(
                         acc.add(online_step())
                     else:
                         acc.add(agent.update(run.store.sample(agent.config.batch_size, sample_gen)))
+                step += 1
             else:
                 acc.add(offline_step())
-            step += 1
-            steps_since_log += 1
+                step += 1
+            steps_since_log += step - prev
             is_last = step == tc.steps
-            if step % tc.log_every == 0 or is_last:
+            if due(tc.log_every, prev, step) or is_last:
                 now = time.perf_counter()
                 flush(step, steps_since_log, now - t_log)
                 t_log, steps_since_log = now, 0
                 if bar is not None:
                     bar.update(step - bar.n)
-            if run.evaluator is not None and ((tc.eval_every and step % tc.eval_every == 0) or is_last):
+            if run.evaluator is not None and (due(tc.eval_every, prev, step) or is_last):
                 row = {"step": step, **run.evaluate()}
                 evals.append(row)
                 eval_log.write(row)
                 if tb:
                     tb.write({f"eval/{k}": v for k, v in row.items() if k != "step"}, step)
                 if bar is not None:
-                    bar.set_postfix(score=f"{row['score']:.1f}", ret=f"{row['return_mean']:.1f}")
-            if tc.snapshot_every and step % tc.snapshot_every == 0:
+                    shown = {"ret": f"{row['return_mean']:.1f}"}
+                    if row["score"] == row["score"]:  # MinAtar and unnormalized runs: return only
+                        shown = {"score": f"{row['score']:.1f}", **shown}
+                    bar.set_postfix(**shown)
+            if due(tc.snapshot_every, prev, step):
                 snapshot(step)
-            if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or is_last:
+            if due(tc.checkpoint_every, prev, step) or is_last:
                 checkpoint(step)
             if callback is not None:
                 callback(step, run)
@@ -511,6 +651,7 @@ def _summary(run: Run, evals: list[dict[str, float]], step: int, wall: float, st
     final = evals[-1] if evals else None
     scored = [e for e in evals if e["score"] == e["score"]]
     best = max(scored, key=lambda e: e["score"]) if scored else None
+    best_ret = max(evals, key=lambda e: e["return_mean"]) if evals else None
     return {
         "recipe": run.cfg["recipe"],
         "agent": run.cfg["agent"],
@@ -526,6 +667,8 @@ def _summary(run: Run, evals: list[dict[str, float]], step: int, wall: float, st
         "final_score": final["score"] if final and final["score"] == final["score"] else None,
         "best_score": best["score"] if best else None,
         "best_step": best["step"] if best else None,
+        "best_return": best_ret["return_mean"] if best_ret else None,
+        "best_return_step": best_ret["step"] if best_ret else None,
         "eval_episodes": run.train_cfg.eval_episodes,
         "wall_time_s": round(wall, 2),
         "device": str(run.device),

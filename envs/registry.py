@@ -15,7 +15,14 @@ import gymnasium as gym
 
 from rlreg.errors import RlregError
 
-__all__ = ["D4RL_ENVS", "env_id_for_dataset", "make_env", "check_env_available"]
+__all__ = [
+    "D4RL_ENVS",
+    "MINATAR_GAMES",
+    "env_id_for_dataset",
+    "make_env",
+    "check_env_available",
+    "minatar_game",
+]
 
 # D4RL dataset prefix → Gymnasium env id.
 D4RL_ENVS: dict[str, str] = {
@@ -27,6 +34,35 @@ D4RL_ENVS: dict[str, str] = {
 }
 
 _MUJOCO_IDS = {"HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"}
+
+MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
+"""The five MinAtar games, as ``minatar:<game>`` environment specs name them (batched torch MinAtar)."""
+
+
+def minatar_game(env_id: str | None) -> str | None:
+    """The game of a ``minatar:<game>`` spec (``minatar:SpaceInvaders`` → ``space_invaders``), or None
+    when ``env_id`` is not a MinAtar spec. An unknown game stops with the list of the five."""
+    if env_id is None or not env_id.lower().startswith("minatar:"):
+        return None
+    raw = env_id.split(":", 1)[1].strip()
+    key = raw.lower().replace("-", "").replace("_", "")
+    names = {g.replace("_", ""): g for g in MINATAR_GAMES}
+    if key.endswith("v0") or key.endswith("v1"):
+        key = key[:-2]
+    if key not in names:
+        raise RlregError(
+            f"unknown MinAtar game '{raw}' in --env {env_id}",
+            "use minatar:<game> with one of: " + ", ".join(MINATAR_GAMES),
+        )
+    game = names[key]
+    from envs.minatar import GAMES
+
+    if game not in GAMES:
+        raise RlregError(
+            f"MinAtar game '{game}' is not implemented in this version of rlreg",
+            f"use one of: {', '.join(sorted(GAMES))}",
+        )
+    return game
 
 
 def env_id_for_dataset(name: str) -> str | None:

@@ -125,8 +125,8 @@ class DVW(Regularizer):
         scaler = _Scalar(c.log_eta_init).to(view.device)
         self.modules = {"variance": variance, "variance_frozen": frozen, "log_eta": scaler}
         self.optimizers = {
-            "variance": torch.optim.Adam(variance.parameters(), lr=c.variance_lr),
-            "log_eta": torch.optim.Adam(scaler.parameters(), lr=c.scaler_lr),
+            "variance": torch.optim.Adam(variance.parameters(), lr=c.variance_lr, fused=True),
+            "log_eta": torch.optim.Adam(scaler.parameters(), lr=c.scaler_lr, fused=True),
         }
         self._frozen: tuple[TensorBatch, torch.Tensor] | None = None
 
