@@ -1,14 +1,17 @@
 """Batched MinAtar in torch (CPU and CUDA): all five games stepping N environments at once.
 
-Written from MinAtar's behavioural description (Young & Tian 2019; ``../shared/research``), not
-from its GPL code; the ``minatar`` package is only a test-time reference. See :mod:`envs.minatar.base`
-for the semantics shared by every game (actions, sticky actions, automatic reset, random numbers).
+Our own batched design (state as tensors: positions, slot tensors, row bitmasks), written from
+MinAtar's behavioural description (Young & Tian 2019; ``../shared/research``). The GPL ``minatar``
+package was read and run to pin down exact mechanics (update order, constants, quirks), never
+copied, and is only a test-time reference: the tests replay it in lockstep with our games and
+compare every frame, and compare random-policy return/length distributions. See
+:mod:`envs.minatar.base` for the semantics shared by every game (actions, sticky actions, automatic
+reset, random numbers).
 """
 
 from envs.minatar.base import ACTIONS, GAMES, BatchedGame, CounterRNG, MinAtarBatch
 
 # game modules register themselves in GAMES on import
-# (added by each game's module below)
 # isort: split
 import envs.minatar.asterix  # noqa: F401
 import envs.minatar.breakout  # noqa: F401
