@@ -3,6 +3,7 @@
 Commands::
 
     rlreg train AGENT --dataset SPEC [--env ID] [--steps N] [--seed S] [--device cpu|cuda|auto]
+    rlreg train dqn|mdqn|dqn-minatar --env minatar:GAME [--set dvw=true] ...
                 [--eval-every N] [--eval-episodes N] [--set key=value ...] [--out DIR]
     rlreg train --resume RUN_DIR [--steps N]
     rlreg evaluate RUN_DIR [--episodes N]
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--env",
         metavar="ENV_ID",
         help="Gymnasium env id: online training env, or the evaluation env when the dataset does not "
-        "name one",
+        "name one; minatar:GAME (asterix, breakout, freeway, seaquest, space_invaders) for the "
+        "discrete-action recipes dqn, mdqn, dqn-minatar (batched MinAtar in torch)",
     )
     t.add_argument(
         "--steps",
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a setting: agent.FIELD, train.FIELD or REGULARIZER.FIELD (a bare FIELD when "
-        "unambiguous), e.g. --set agent.alpha=3 --set bc.weight=0.5; repeatable",
+        "unambiguous), e.g. --set agent.alpha=3 --set bc.weight=0.5, or turn on a recipe switch, e.g. "
+        "--set dvw=true; repeatable",
     )
     t.add_argument(
         "--add-reg",
@@ -250,7 +253,8 @@ def _cmd_agents(args: argparse.Namespace) -> int:
     for name in recipe_names():
         r = load_recipe(name)
         regs = ", ".join(r.get("regularizers") or {}) or "none"
-        print(f"{name:10s} agent={r['agent']:5s} regularizers={regs:12s} {r.get('summary', '')}")
+        switches = "".join(f" [--set {k}=true]" for k in r.get("switches") or {})
+        print(f"{name:12s} agent={r['agent']:5s} regularizers={regs:12s} {r.get('summary', '')}{switches}")
     return 0
 
 

@@ -167,6 +167,11 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
     agent_family = AGENTS[cfg["agent"]][1].family
     if game is not None or agent_family == "q_learning":
         return _build_minatar_run(cfg, tc, device, game)
+    check(
+        tc.num_envs == 1,
+        f"train.num_envs={tc.num_envs}: parallel training environments are for MinAtar runs",
+        "leave train.num_envs at 1 for Gymnasium environments and datasets",
+    )
 
     transitions = store = None
     if cfg.get("dataset") is not None:
