@@ -28,7 +28,7 @@ import torch
 
 from rlreg.errors import check
 
-__all__ = ["ACTIONS", "BatchedGame", "CounterRNG", "MinAtarBatch"]
+__all__ = ["ACTIONS", "BatchedGame", "CounterRNG", "MinAtarBatch", "bool_to"]
 
 ACTIONS = ("n", "l", "u", "r", "d", "f")
 """MinAtar's full action set, in its order: no-op, left, up, right, down, fire."""
@@ -58,13 +58,17 @@ class CounterRNG:
         key = _fmix32(torch.tensor(int(seed) & _M32, dtype=torch.int64, device=device))
         self.key = _fmix32(key ^ torch.arange(num_envs, dtype=torch.int64, device=device))
         self.counter = torch.zeros(num_envs, dtype=torch.int64, device=device)
+        self._offsets: dict[int, torch.Tensor] = {}  # arange(n), one per draw size
 
     def uniform(self, n: int) -> torch.Tensor:
         """``(N, n)`` float32 uniforms in [0, 1), one row per environment."""
-        c = (self.counter[:, None] + torch.arange(n, device=self.device)) & _M32
+        offsets = self._offsets.get(n)
+        if offsets is None:
+            offsets = self._offsets[n] = torch.arange(n, dtype=torch.int64, device=self.device)
+        c = (self.counter[:, None] + offsets) & _M32
         self.counter += n
         h = _fmix32(_fmix32(self.key[:, None] ^ c))
-        return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+        return (h >> 8).to(torch.float32).mul_(1.0 / (1 << 24))
 
     def integers(self, high: int, n: int = 1) -> torch.Tensor:
         """``(N, n)`` int64 uniform on ``[0, high)``."""
@@ -86,17 +90,26 @@ class BatchedGame:
 
     * ``reset(mask)``: put the environments where ``mask`` is True into a fresh episode (all
       their state, including difficulty ramping; not the sticky last action, which is not theirs);
+      the other environments' state must stay exactly as it was;
     * ``step(action)``: advance every environment by one frame with ``action`` (``(N,)`` int64 in
       the full set, after stickiness) and return ``(reward (N,) float32, terminal (N,) bool)``;
     * ``observation()``: ``(N, C, 10, 10)`` bool, channels first.
 
     Randomness comes only from ``self.rng`` (draw a fixed number of values per step for every
     environment, whether needed or not, so streams stay aligned and shapes static).
+
+    Optional, for speed: a game that declares ``step_draws`` and ``reset_draws`` (the uniforms per
+    environment that one ``step`` and one ``reset`` call draw) accepts them pre-drawn as
+    ``step(action, u)`` and ``reset(mask, u)`` (``u``: ``(N, k)``, the values its own ``rng.uniform(k)``
+    call would have returned), so :class:`MinAtarBatch` makes one draw per step for stickiness, step
+    and reset together; and ``render(dtype)`` may produce the observation in another dtype directly.
     """
 
     name: ClassVar[str] = ""
     channels: ClassVar[tuple[str, ...]] = ()
     minimal_actions: ClassVar[tuple[int, ...]] = tuple(range(6))
+    step_draws: ClassVar[int | None] = None
+    reset_draws: ClassVar[int | None] = None
 
     def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
         self.num_envs, self.rng, self.device, self.ramping = num_envs, rng, device, ramping
@@ -110,6 +123,28 @@ class BatchedGame:
     def observation(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def render(self, dtype: torch.dtype) -> torch.Tensor:
+        """The observation as a new ``(N, C, 10, 10)`` tensor of ``dtype`` (0/1 values)."""
+        return bool_to(self.observation(), dtype)
+
+    def _draw(self, u: torch.Tensor | None, n: int) -> torch.Tensor:
+        """``u`` when pre-drawn, else this game's own ``n`` uniforms per environment."""
+        return self.rng.uniform(n) if u is None else u
+
+    def _ones(self, k: int, dtype: torch.dtype) -> torch.Tensor:
+        """A cached ``(N, k)`` tensor of ones (a stride-0 view), the values rendering scatters."""
+        cache = self.__dict__.setdefault("_ones_cache", {})
+        ones = cache.get((k, dtype))
+        if ones is None:
+            ones = torch.ones(1, k, dtype=dtype, device=self.device).expand(self.num_envs, k)
+            cache[k, dtype] = ones
+        return ones
+
+    def _any(self, mask: torch.Tensor) -> bool:
+        """False only when ``mask`` is known to hold no True: on CPU (where reading it is free), so
+        work for rare events can be skipped; elsewhere always True (no device synchronisation)."""
+        return self.device.type != "cpu" or bool(mask.any())
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Every state tensor (attributes that are tensors), for exact save/restore."""
         return {k: v.clone() for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
@@ -117,6 +152,14 @@ class BatchedGame:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for k, v in state.items():
             getattr(self, k).copy_(v)
+
+
+def bool_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A bool tensor as ``dtype`` (0/1). Via a uint8 view: on CPU, bool to float has no vectorised
+    path and is several times slower than uint8 to float."""
+    if dtype == torch.bool:
+        return x
+    return x.view(torch.uint8).to(dtype)
 
 
 GAMES: dict[str, type[BatchedGame]] = {}
@@ -182,10 +225,14 @@ class MinAtarBatch:
         self.obs_shape = (len(self.game.channels), 10, 10)
         self.last_action = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self.episode_steps = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self._identity_actions = not minimal_actions
+        # one draw per step for stickiness, the game's step and its reset (same values, same order,
+        # as separate draws) when the game takes its uniforms pre-drawn
+        self._fused = self.game.step_draws is not None and self.game.reset_draws is not None
         self.game.reset(torch.ones(num_envs, dtype=torch.bool, device=self.device))
 
     def observation(self) -> torch.Tensor:
-        return self.game.observation().to(self.obs_dtype)
+        return self.game.render(self.obs_dtype)
 
     def reset(self) -> torch.Tensor:
         """Start a new episode in every environment (the sticky last action persists)."""
@@ -202,24 +249,42 @@ class MinAtarBatch:
             f"actions have shape {tuple(actions.shape)}, expected ({self.num_envs},)",
             "pass one action index per environment",
         )
-        chosen = self.action_map[actions.long()]
-        if self.sticky_action_prob > 0:
-            stick = self.rng.uniform(1)[:, 0] < self.sticky_action_prob
-            chosen = torch.where(stick, self.last_action, chosen)
+        game = self.game
+        chosen = actions.long() if self._identity_actions else self.action_map[actions.long()]
+        sticky = self.sticky_action_prob > 0
+        u_step = u_reset = None
+        if self._fused:
+            k, ks = int(sticky), game.step_draws
+            total = k + ks + game.reset_draws
+            u = self.rng.uniform(total) if total else None
+            u_stick = u[:, 0] if sticky else None
+            u_step = u[:, k : k + ks] if ks else None
+            u_reset = u[:, k + ks :] if game.reset_draws else None
+        elif sticky:
+            u_stick = self.rng.uniform(1)[:, 0]
+        if sticky:
+            chosen = torch.where(u_stick < self.sticky_action_prob, self.last_action, chosen)
         self.last_action = chosen
-        reward, terminated = self.game.step(chosen)
+        reward, terminated = game.step(chosen, u_step) if self._fused else game.step(chosen)
         self.episode_steps += 1
         if self.max_episode_steps is None:
             truncated = torch.zeros_like(terminated)
+            done = terminated
         else:
             truncated = (self.episode_steps >= self.max_episode_steps) & ~terminated
-        final = self.game.observation()
-        done = terminated | truncated
-        self.game.reset(done)
+            done = terminated | truncated
+        final = game.render(self.obs_dtype)
+        # on CPU, skip the reset when no episode ended (its draws are taken either way when fused);
+        # elsewhere that test would cost a device synchronisation
+        if self._fused and self.device.type == "cpu" and not bool(done.any()):
+            return final.clone(), reward, terminated, truncated, final
+        if self._fused:
+            game.reset(done, u_reset)
+        else:
+            game.reset(done)
         self.episode_steps.masked_fill_(done, 0)
-        # select on the bool maps, convert each result once
-        obs = torch.where(done[:, None, None, None], self.game.observation(), final)
-        return obs.to(self.obs_dtype), reward, terminated, truncated, final.to(self.obs_dtype)
+        # environments that did not end are untouched by reset: their rows of obs equal final's
+        return game.render(self.obs_dtype), reward, terminated, truncated, final
 
     def state_dict(self) -> dict[str, dict[str, torch.Tensor] | torch.Tensor]:
         return {

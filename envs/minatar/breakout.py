@@ -26,11 +26,15 @@ Rules (MinAtar v1.0.15 behaviour; each environment is one 10x10 board):
 Observation channels, in MinAtar's order: ``paddle``, ``ball``, ``trail`` (the ball's previous
 cell, which shows its direction) and ``brick``. There is no difficulty ramping in this game.
 
-Implementation: the ball's cell and velocity are ``(N, 2)`` int64 tensors in ``(row, column)``
-order, so a move is one addition and one clamp for both axes; the bricks are a flattened ``(N, 100)``
-bool board read and written with ``gather``/``scatter``, with a per-environment brick count so the
-refill test needs no board-wide reduction. One uniform per environment is drawn per
-``reset`` call (the start side); ``step`` draws nothing.
+Implementation: everything but the bricks is one ``(N, 9)`` int64 tensor ``kin`` with columns
+ball row and column, trail row and column, velocity row and column, paddle column, brick count and
+strike flag (``ball``, ``last``, ``vel``, ``paddle``, ``brick_count`` and ``strike`` are views of
+it), so a reset is one ``where`` against the two possible start rows and a step rewrites the moving
+parts with one copy. The bricks are a flattened ``(N, 100)`` bool board read and written with
+``gather``/``scatter``; the per-environment brick count makes the refill test need no board-wide
+reduction. One uniform per environment is drawn per ``reset`` call (the start side); ``step`` draws
+nothing. Observations are rendered directly in the requested dtype (one scatter of the paddle, ball
+and trail cells into zeros, plus a copy of the brick board).
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ from envs.minatar.base import BatchedGame, CounterRNG, register_game
 __all__ = ["Breakout"]
 
 
+# columns of Breakout.kin
+_BALL, _LAST, _VEL, _PADDLE, _COUNT, _STRIKE = slice(0, 2), slice(2, 4), slice(4, 6), 6, 7, 8
+
+
 @register_game
 class Breakout(BatchedGame):
     """Batched MinAtar Breakout (see the module docstring for the rules)."""
@@ -49,6 +57,8 @@ class Breakout(BatchedGame):
     name = "breakout"
     channels = ("paddle", "ball", "trail", "brick")
     minimal_actions = (0, 1, 3)  # n, l, r
+    step_draws = 0
+    reset_draws = 1
 
     def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
         super().__init__(num_envs, rng, device, ramping)
@@ -57,65 +67,95 @@ class Breakout(BatchedGame):
         # paddle displacement per action of the full set n, l, u, r, d, f
         self._paddle_move = torch.tensor([0, -1, 0, 1, 0, 0], **i64)
         self._row_weights = torch.tensor([10, 1], **i64)
-        self._eye100 = torch.eye(100, dtype=torch.bool, device=dev)
-        self._eye10 = torch.eye(10, dtype=torch.bool, device=dev)
-        # the two possible starts: (row, column) and (row velocity, column velocity)
-        self._start_ball = torch.tensor([[3, 0], [3, 9]], **i64)
-        self._start_vel = torch.tensor([[1, 1], [1, -1]], **i64)
+        self._row_only = torch.tensor([True, False], device=dev)
+        # observation channel offsets of the ball and the trail cells
+        self._ball_trail_offsets = torch.tensor([100, 200], **i64)
+        # the two possible starts, rows of kin: from the left wall heading down-right, from the right
+        # wall heading down-left; paddle in column 4, 30 bricks, no strike
+        self._start = torch.tensor([[3, 0, 3, 0, 1, 1, 4, 30, 0], [3, 9, 3, 9, 1, -1, 4, 30, 0]], **i64)
 
-        self.paddle = torch.full((n,), 4, **i64)
-        self.ball = torch.zeros(n, 2, **i64)  # (row, column)
-        self.last = torch.zeros(n, 2, **i64)  # the ball's cell one frame earlier (the trail)
-        self.vel = torch.zeros(n, 2, **i64)  # each +-1
-        self.strike = torch.zeros(n, dtype=torch.bool, device=dev)
+        self.kin = torch.zeros(n, 9, **i64)
         self.bricks = torch.zeros(n, 100, dtype=torch.bool, device=dev)  # row-major 10x10
-        self.brick_count = torch.zeros(n, **i64)
         self.reset(torch.ones(n, dtype=torch.bool, device=dev))
 
-    def reset(self, mask: torch.Tensor) -> None:
-        side = (self.rng.uniform(1)[:, 0] >= 0.5).long()  # 0: from the left wall, 1: from the right
-        m = mask[:, None]
-        start = self._start_ball[side]
-        self.ball = torch.where(m, start, self.ball)
-        self.last = torch.where(m, start, self.last)
-        self.vel = torch.where(m, self._start_vel[side], self.vel)
-        self.paddle.masked_fill_(mask, 4)
-        self.strike.masked_fill_(mask, False)
-        self.bricks[:, 10:40] |= m  # bricks only ever occupy rows 1-3
-        self.brick_count.masked_fill_(mask, 30)
+    # views of kin, by name
+    @property
+    def ball(self) -> torch.Tensor:
+        """``(N, 2)`` (row, column) of the ball."""
+        return self.kin[:, _BALL]
 
-    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        paddle = self.paddle.add_(self._paddle_move[action]).clamp_(0, 9)
-        self.last, prev = self.ball, self.ball
-        target = prev + self.vel
+    @property
+    def last(self) -> torch.Tensor:
+        """``(N, 2)`` the ball's cell one frame earlier (the trail)."""
+        return self.kin[:, _LAST]
+
+    @property
+    def vel(self) -> torch.Tensor:
+        """``(N, 2)`` the ball's velocity, each +-1."""
+        return self.kin[:, _VEL]
+
+    @property
+    def paddle(self) -> torch.Tensor:
+        """``(N,)`` the paddle's column."""
+        return self.kin[:, _PADDLE]
+
+    @property
+    def brick_count(self) -> torch.Tensor:
+        """``(N,)`` bricks left on the board."""
+        return self.kin[:, _COUNT]
+
+    @property
+    def strike(self) -> torch.Tensor:
+        """``(N,)`` 1 when the previous frame was a brick contact, else 0."""
+        return self.kin[:, _STRIKE]
+
+    def reset(self, mask: torch.Tensor, u: torch.Tensor | None = None) -> None:
+        # from the left wall when the uniform is below 1/2, else from the right
+        start = torch.where(self._draw(u, 1) >= 0.5, self._start[1], self._start[0])
+        self.kin = torch.where(mask[:, None], start, self.kin)
+        self.bricks[:, 10:40] |= mask[:, None]  # bricks only ever occupy rows 1-3
+
+    def step(self, action: torch.Tensor, u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        kin, bricks = self.kin, self.bricks
+        paddle = kin[:, _PADDLE]
+        paddle.add_(self._paddle_move[action]).clamp_(0, 9)
+        prev, vel = kin[:, _BALL], kin[:, _VEL]
+        target = prev + vel
         ball = target.clamp(0, 9)
         # off the side or the top: that axis's velocity reverses (ball clamped onto the board)
-        vel = self.vel.mul_(1 - 2 * (target != ball).long())
+        vel = target.sub_(ball).mul_(-2).add_(vel)
         cell = (ball * self._row_weights).sum(1, keepdim=True)
-        brick = self.bricks.gather(1, cell).squeeze(1)  # row 0 never holds a brick
-        hit = brick & ~self.strike
-        self.bricks.scatter_(1, cell, (brick & self.strike)[:, None])
+        brick = bricks.gather(1, cell)  # (N, 1); row 0 never holds a brick
+        hit = brick > kin[:, _STRIKE:]  # a brick, and no strike last frame
+        bricks.scatter_(1, cell, brick > hit)  # broken where hit
+        kin[:, _STRIKE:].copy_(brick)
+        hit = hit.squeeze(1)
+        count = kin[:, _COUNT]
+        count.sub_(hit.long())
         bottom = ball[:, 0] == 9  # a brick contact never reaches row 9
-        self.brick_count -= hit.long()
-        refill = bottom & (self.brick_count == 0)
-        self.bricks[:, 10:40] |= refill[:, None]
-        self.brick_count += 30 * refill
-        straight = bottom & (prev[:, 1] == paddle)
-        corner = bottom & ~straight & (ball[:, 1] == paddle)
+        refill = bottom & (count == 0)
+        if self._any(refill):
+            bricks[:, 10:40] |= refill[:, None]
+            count.masked_fill_(refill, 30)
+        under_prev = prev[:, 1] == paddle
+        under_next = ball[:, 1] == paddle
+        straight = bottom & under_prev
+        corner = (under_next > under_prev) & bottom
         caught = straight | corner
-        keep_row = hit | caught
-        ball[:, 0] = torch.where(keep_row, prev[:, 0], ball[:, 0])
-        vel[:, 0] *= 1 - 2 * keep_row.long()
-        vel[:, 1] *= 1 - 2 * corner.long()
-        self.ball = ball
-        self.strike = brick
-        return hit.float(), bottom & ~caught
+        # a hit or a catch keeps the row and reverses the vertical velocity; a corner also the horizontal
+        flip = torch.stack((hit | caught, corner), 1)
+        ball = torch.where(flip & self._row_only, prev, ball)
+        kin[:, : _VEL.stop] = torch.cat((ball, prev, torch.where(flip, vel.neg(), vel)), 1)
+        return hit.float(), bottom > caught
+
+    def render(self, dtype: torch.dtype) -> torch.Tensor:
+        n, kin = self.num_envs, self.kin
+        cells = (kin[:, : _VEL.start].view(n, 2, 2) * self._row_weights).sum(2) + self._ball_trail_offsets
+        index = torch.cat((kin[:, _PADDLE : _PADDLE + 1] + 90, cells), 1)
+        obs = torch.zeros(n, 400, dtype=dtype, device=self.device)
+        obs.scatter_(1, index, self._ones(3, dtype))
+        obs[:, 300:] = self.bricks if dtype == torch.bool else self.bricks.view(torch.uint8)
+        return obs.view(n, 4, 10, 10)
 
     def observation(self) -> torch.Tensor:
-        n = self.num_envs
-        obs = torch.zeros(n, 4, 100, dtype=torch.bool, device=self.device)
-        obs[:, 0, 90:] = self._eye10[self.paddle]
-        obs[:, 1] = self._eye100[(self.ball * self._row_weights).sum(1)]
-        obs[:, 2] = self._eye100[(self.last * self._row_weights).sum(1)]
-        obs[:, 3] = self.bricks
-        return obs.view(n, 4, 10, 10)
+        return self.render(torch.bool)

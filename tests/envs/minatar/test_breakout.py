@@ -189,8 +189,8 @@ def test_statistics_detect_a_plausible_bug(monkeypatch):
     pytest.importorskip("minatar")
     reset = Breakout.reset
 
-    def shifted_reset(self, mask):
-        reset(self, mask)
+    def shifted_reset(self, mask, u=None):
+        reset(self, mask, u)
         self.paddle.masked_fill_(mask, 3)
 
     monkeypatch.setattr(Breakout, "reset", shifted_reset)
