@@ -401,6 +401,7 @@ class DQNAgent:
             for pd, ps in zip(dst.parameters(), src.parameters()):
                 pd.copy_(ps)
         self.num_target_updates += 1
+        self.view.reset()  # values cached from the old target are stale now
 
     def schedule(self, prev_step: int, step: int, learning_starts: int) -> list[str]:
         """Events due while the environment-step count went from ``prev_step`` to ``step``: an
