@@ -197,16 +197,17 @@ class KNNIndex:
 
     def _query_tree(self, q: np.ndarray, k: int, bound: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if np.ndim(bound):
-            # scipy takes one bound per call: query groups of 8 similar bounds, each with its largest
-            # (valid for every member), so one far query does not loosen the pruning of the others
+            # scipy takes one bound per call: query at most 4 groups of similar bounds (at least 8
+            # queries each), each with its largest bound (valid for every member), so one far query
+            # does not loosen the pruning of the others; large groups use all workers
             order = np.argsort(bound)
             d = np.empty(q.shape[0])
             i = np.empty(q.shape[0], dtype=np.int64)
-            for g in np.array_split(order, max(1, -(-q.shape[0] // 8))):
+            for g in np.array_split(order, max(1, min(4, q.shape[0] // 8))):
                 d[g], i[g] = self._query_tree(q[g], k, float(bound[g].max()))
             return d, i
         limit = float(bound)
-        workers = self.workers if q.shape[0] >= 64 else 1
+        workers = self.workers if q.shape[0] >= 32 else 1
         d, i = self._tree.query(q, k=[k], workers=workers, distance_upper_bound=limit)
         d, i = d[:, 0], i[:, 0].astype(np.int64)
         missing = ~np.isfinite(d)  # only possible with an invalid bound: search again unbounded
