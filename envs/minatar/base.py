@@ -22,6 +22,7 @@ stream does not depend on how many environments run beside it.
 
 from __future__ import annotations
 
+import sys
 from typing import ClassVar
 
 import torch
@@ -102,7 +103,8 @@ class BatchedGame:
     environment that one ``step`` and one ``reset`` call draw) accepts them pre-drawn as
     ``step(action, u)`` and ``reset(mask, u)`` (``u``: ``(N, k)``, the values its own ``rng.uniform(k)``
     call would have returned), so :class:`MinAtarBatch` makes one draw per step for stickiness, step
-    and reset together; and ``render(dtype)`` may produce the observation in another dtype directly.
+    and reset together; and ``render(dtype, out)`` may write the observation in another dtype
+    directly (into ``out`` when given, whose contents are arbitrary before the call).
     """
 
     name: ClassVar[str] = ""
@@ -123,9 +125,18 @@ class BatchedGame:
     def observation(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def render(self, dtype: torch.dtype) -> torch.Tensor:
-        """The observation as a new ``(N, C, 10, 10)`` tensor of ``dtype`` (0/1 values)."""
-        return bool_to(self.observation(), dtype)
+    def render(self, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The observation as ``(N, C, 10, 10)`` 0/1 values of ``dtype``, in ``out`` when given (its
+        contents before the call do not matter) else in a new tensor."""
+        obs = bool_to(self.observation(), dtype)
+        return obs if out is None else out.copy_(obs)
+
+    def _blank(self, dtype: torch.dtype, out: torch.Tensor | None) -> torch.Tensor:
+        """``out`` (or a new ``(N, C * 100)`` tensor) zeroed, as ``(N, C * 100)``."""
+        size = (self.num_envs, len(self.channels) * 100)
+        if out is None:
+            return torch.zeros(size, dtype=dtype, device=self.device)
+        return out.view(size).zero_()
 
     def _draw(self, u: torch.Tensor | None, n: int) -> torch.Tensor:
         """``u`` when pre-drawn, else this game's own ``n`` uniforms per environment."""
@@ -160,6 +171,36 @@ def bool_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if dtype == torch.bool:
         return x
     return x.view(torch.uint8).to(dtype)
+
+
+def _unshared(pool: list[torch.Tensor], i: int) -> tuple[int, int, int]:
+    """Reference counts of ``pool[i]``: its Python object, its tensor and its memory (storage)."""
+    t = pool[i]
+    return sys.getrefcount(t), t._use_count(), torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+
+
+def _reference_counts_work() -> tuple[int, int, int] | None:
+    """The counts :func:`_unshared` gives a tensor only a pool holds, if a Python reference, a view
+    and a numpy alias each change them (else None: buffers are then never reused)."""
+    try:
+        pool = [torch.zeros(2)]
+        alone = _unshared(pool, 0)
+        ref = pool[0]
+        seen = _unshared(pool, 0) != alone
+        del ref
+        view = pool[0][1:]
+        seen &= _unshared(pool, 0) != alone
+        del view
+        array = pool[0].numpy()
+        seen &= _unshared(pool, 0) != alone
+        del array
+        return alone if seen and _unshared(pool, 0) == alone else None
+    except (AttributeError, RuntimeError, TypeError):  # private APIs gone: no reuse
+        return None
+
+
+_UNSHARED_COUNTS = _reference_counts_work()
+_REUSE_BYTES = 1 << 18  # outputs below this come from the heap cheaply anyway
 
 
 GAMES: dict[str, type[BatchedGame]] = {}
@@ -229,10 +270,35 @@ class MinAtarBatch:
         # one draw per step for stickiness, the game's step and its reset (same values, same order,
         # as separate draws) when the game takes its uniforms pre-drawn
         self._fused = self.game.step_draws is not None and self.game.reset_draws is not None
+        # output tensors handed out lately, reused once nothing else references them (see _buffer)
+        self._pool: list[torch.Tensor] = []
+        obs_bytes = num_envs * len(self.game.channels) * 100 * torch.empty((), dtype=obs_dtype).element_size()
+        self._reuse = self.device.type == "cpu" and _UNSHARED_COUNTS is not None and obs_bytes >= _REUSE_BYTES
         self.game.reset(torch.ones(num_envs, dtype=torch.bool, device=self.device))
 
+    def _buffer(self) -> torch.Tensor:
+        """A tensor for an observation output (contents arbitrary).
+
+        Each step returns two fresh observation tensors. On CPU, allocating them anew each step
+        makes the C allocator hand memory back to the system and fault it in again (page faults
+        cost more than the rest of a step at large N), so a tensor returned earlier is reused once
+        no Python reference, view or alias of it is left outside this pool; else a new one is made.
+        """
+        pool = self._pool
+        for i in range(len(pool)):
+            if _unshared(pool, i) == _UNSHARED_COUNTS:
+                t = pool.pop(i)
+                pool.append(t)
+                return t
+        t = torch.empty((self.num_envs, *self.obs_shape), dtype=self.obs_dtype, device=self.device)
+        if self._reuse:
+            pool.append(t)
+            if len(pool) > 6:  # the caller keeps them all: stop tracking the oldest
+                del pool[0]
+        return t
+
     def observation(self) -> torch.Tensor:
-        return self.game.render(self.obs_dtype)
+        return self.game.render(self.obs_dtype, self._buffer())
 
     def reset(self) -> torch.Tensor:
         """Start a new episode in every environment (the sticky last action persists)."""
@@ -273,18 +339,18 @@ class MinAtarBatch:
         else:
             truncated = (self.episode_steps >= self.max_episode_steps) & ~terminated
             done = terminated | truncated
-        final = game.render(self.obs_dtype)
+        final = game.render(self.obs_dtype, self._buffer())
         # on CPU, skip the reset when no episode ended (its draws are taken either way when fused);
         # elsewhere that test would cost a device synchronisation
         if self._fused and self.device.type == "cpu" and not bool(done.any()):
-            return final.clone(), reward, terminated, truncated, final
+            return self._buffer().copy_(final), reward, terminated, truncated, final
         if self._fused:
             game.reset(done, u_reset)
         else:
             game.reset(done)
         self.episode_steps.masked_fill_(done, 0)
         # environments that did not end are untouched by reset: their rows of obs equal final's
-        return game.render(self.obs_dtype), reward, terminated, truncated, final
+        return game.render(self.obs_dtype, self._buffer()), reward, terminated, truncated, final
 
     def state_dict(self) -> dict[str, dict[str, torch.Tensor] | torch.Tensor]:
         return {

@@ -148,11 +148,11 @@ class Breakout(BatchedGame):
         kin[:, : _VEL.stop] = torch.cat((ball, prev, torch.where(flip, vel.neg(), vel)), 1)
         return hit.float(), bottom > caught
 
-    def render(self, dtype: torch.dtype) -> torch.Tensor:
+    def render(self, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
         n, kin = self.num_envs, self.kin
         cells = (kin[:, : _VEL.start].view(n, 2, 2) * self._row_weights).sum(2) + self._ball_trail_offsets
         index = torch.cat((kin[:, _PADDLE : _PADDLE + 1] + 90, cells), 1)
-        obs = torch.zeros(n, 400, dtype=dtype, device=self.device)
+        obs = self._blank(dtype, out)
         obs.scatter_(1, index, self._ones(3, dtype))
         obs[:, 300:] = self.bricks if dtype == torch.bool else self.bricks.view(torch.uint8)
         return obs.view(n, 4, 10, 10)

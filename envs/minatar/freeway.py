@@ -26,6 +26,12 @@ Random numbers: one uniform ``u`` per car gives both its speed and direction: ``
 speed ``k mod 5 + 1``, moving right when ``k >= 5`` (``u >= 1/2``), else left; that is uniform
 over the 10 combinations, as in MinAtar. ``reset`` and ``step`` each draw 8 uniforms per
 environment (``step`` needs them only on a scoring frame, but always draws them).
+
+Implementation: the chicken's row, move cooldown and frames left are one ``(N, 3)`` tensor
+``chick``; the cars one ``(N, 8, 4)`` tensor ``cars`` holding each car's column, speed, direction
+(+-1) and timer (``chicken``, ``cooldown``, ``time_left``, ``car_x``, ``car_speed``, ``car_dir`` and
+``car_timer`` are views of them). A car's speed, direction and restarted timer come from ``k`` by
+one lookup in a 10-row table, so a reset is two ``where`` calls and a re-roll one.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ __all__ = ["Freeway"]
 _MOVE_COOLDOWN = 3
 _TIME_LIMIT = 2500
 _CHICKEN_COLUMN = 4
+# columns of Freeway.chick and of the last axis of Freeway.cars
+_ROW, _COOL, _LEFT = 0, 1, 2
+_X, _SPEED, _DIR, _TIMER = 0, 1, 2, 3
 
 
 @register_game
@@ -48,6 +57,8 @@ class Freeway(BatchedGame):
     name = "freeway"
     channels = ("chicken", "car", "speed1", "speed2", "speed3", "speed4", "speed5")
     minimal_actions = (0, 2, 4)  # n, u, d
+    step_draws = 8
+    reset_draws = 8
 
     def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
         super().__init__(num_envs, rng, device, ramping)
@@ -57,62 +68,97 @@ class Freeway(BatchedGame):
         self._chicken_move = torch.tensor([0, 0, -1, 0, 1, 0], **i64)
         # first cell of lane i's row in the car channel (1): 100 + 10 (i + 1)
         self._lane_cells = 110 + 10 * torch.arange(8, **i64)
+        # a new car from k = floor(10 u): column 0, speed k mod 5 + 1, right when k >= 5, timer = speed
+        k = torch.arange(10, **i64)
+        self._car_table = torch.stack((0 * k, k % 5 + 1, torch.where(k >= 5, 1, -1), k % 5 + 1), 1)
+        self._reroll = torch.tensor([False, True, True, True], device=dev)  # a re-roll keeps the column
+        self._chick_start = torch.tensor([9, _MOVE_COOLDOWN, _TIME_LIMIT], **i64)
 
-        self.chicken = torch.full((n,), 9, **i64)  # row
-        self.cooldown = torch.full((n,), _MOVE_COOLDOWN, **i64)
-        self.time_left = torch.full((n,), _TIME_LIMIT, **i64)
-        self.car_x = torch.zeros(n, 8, **i64)  # car of lane i is on row i + 1
-        self.car_speed = torch.ones(n, 8, **i64)  # 1..5
-        self.car_dir = torch.ones(n, 8, **i64)  # +1 right, -1 left
-        self.car_timer = torch.ones(n, 8, **i64)
+        self.chick = torch.zeros(n, 3, **i64)
+        self.cars = torch.zeros(n, 8, 4, **i64)  # car of lane i is on row i + 1
         self.reset(torch.ones(n, dtype=torch.bool, device=dev))
 
-    def _draw_cars(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eight random (speed, direction) pairs per environment, from one uniform each."""
-        k = (self.rng.uniform(8) * 10).long().clamp_(max=9)
-        return k % 5 + 1, (k >= 5).long() * 2 - 1
+    # views of chick and cars, by name
+    @property
+    def chicken(self) -> torch.Tensor:
+        """``(N,)`` the chicken's row."""
+        return self.chick[:, _ROW]
 
-    def reset(self, mask: torch.Tensor) -> None:
-        speed, direction = self._draw_cars()
-        m = mask[:, None]
-        self.car_speed = torch.where(m, speed, self.car_speed)
-        self.car_dir = torch.where(m, direction, self.car_dir)
-        self.car_timer = torch.where(m, speed, self.car_timer)
-        self.car_x.masked_fill_(m, 0)
-        self.chicken.masked_fill_(mask, 9)
-        self.cooldown.masked_fill_(mask, _MOVE_COOLDOWN)
-        self.time_left.masked_fill_(mask, _TIME_LIMIT)
+    @property
+    def cooldown(self) -> torch.Tensor:
+        """``(N,)`` frames until the chicken may move again."""
+        return self.chick[:, _COOL]
 
-    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        step = self._chicken_move[action] * (self.cooldown == 0)
-        chicken = self.chicken.add_(step).clamp_(0, 9)
-        self.cooldown.masked_fill_(step != 0, _MOVE_COOLDOWN)
+    @property
+    def time_left(self) -> torch.Tensor:
+        """``(N,)`` MinAtar's frame counter (the episode ends when it goes below 0)."""
+        return self.chick[:, _LEFT]
 
-        scored = chicken == 0
-        speed, direction = self._draw_cars()
-        s = scored[:, None]
-        self.car_speed = torch.where(s, speed, self.car_speed)
-        self.car_dir = torch.where(s, direction, self.car_dir)
-        timer = torch.where(s, speed, self.car_timer)
-        chicken.masked_fill_(scored, 9)
+    @property
+    def car_x(self) -> torch.Tensor:
+        """``(N, 8)`` each car's column."""
+        return self.cars[:, :, _X]
 
-        lane = (chicken - 1).clamp_(max=7)[:, None]  # chicken on rows 1-9 here; row 9 has no car
-        on_road = chicken <= 8
-        hit = self.car_x.gather(1, lane).squeeze(1) == _CHICKEN_COLUMN
+    @property
+    def car_speed(self) -> torch.Tensor:
+        """``(N, 8)`` each car's speed, 1..5."""
+        return self.cars[:, :, _SPEED]
+
+    @property
+    def car_dir(self) -> torch.Tensor:
+        """``(N, 8)`` each car's direction, +1 right, -1 left."""
+        return self.cars[:, :, _DIR]
+
+    @property
+    def car_timer(self) -> torch.Tensor:
+        """``(N, 8)`` each car's timer (it moves on a frame the timer reads 0)."""
+        return self.cars[:, :, _TIMER]
+
+    def _new_cars(self, u: torch.Tensor) -> torch.Tensor:
+        """``(N, 8, 4)`` fresh cars (column 0) from eight uniforms per environment."""
+        return self._car_table[(u * 10).long().clamp_(max=9)]
+
+    def reset(self, mask: torch.Tensor, u: torch.Tensor | None = None) -> None:
+        new = self._new_cars(self._draw(u, 8))
+        self.cars = torch.where(mask[:, None, None], new, self.cars)
+        self.chick = torch.where(mask[:, None], self._chick_start, self.chick)
+
+    def step(self, action: torch.Tensor, u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        u = self._draw(u, 8)  # drawn every frame, used on a scoring frame
+        chick, cars = self.chick, self.cars
+        row, cool = chick[:, _ROW], chick[:, _COOL]
+        move = self._chicken_move[action] * (cool == 0)
+        row.add_(move).clamp_(0, 9)
+        cool.masked_fill_(move != 0, _MOVE_COOLDOWN)
+
+        scored = row == 0
+        if self._any(scored):  # new speeds and directions, timers restarted; columns kept
+            cars = self.cars = torch.where(scored[:, None, None] & self._reroll, self._new_cars(u), cars)
+            row.masked_fill_(scored, 9)
+
+        x, timer = cars[:, :, _X], cars[:, :, _TIMER]
+        lane = (row - 1).clamp_(max=7)[:, None]  # chicken on rows 1-9 here; row 9 has no car
+        hit = x.gather(1, lane) == _CHICKEN_COLUMN
         moves = timer == 0
-        self.car_x = (self.car_x + self.car_dir * moves) % 10
-        self.car_timer = torch.where(moves, self.car_speed, timer - 1)
-        hit |= self.car_x.gather(1, lane).squeeze(1) == _CHICKEN_COLUMN
-        chicken.masked_fill_(hit & on_road, 9)
+        x.add_(cars[:, :, _DIR] * moves).remainder_(10)
+        timer.copy_(torch.where(moves, cars[:, :, _SPEED], timer - 1))
+        hit |= x.gather(1, lane) == _CHICKEN_COLUMN
+        row.masked_fill_(hit.squeeze(1) & (row <= 8), 9)
 
-        self.cooldown.sub_(1).clamp_(min=0)
-        self.time_left -= 1
-        return scored.float(), self.time_left < 0
+        cool.sub_(1).clamp_(min=0)
+        left = chick[:, _LEFT].sub_(1)
+        return scored.float(), left < 0
+
+    def render(self, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+        # flat cell indices into (7 channels x 100 cells): the chicken, 8 cars, 8 trails
+        cars = self.cars
+        x = cars[:, :, _X]
+        trails = (x - cars[:, :, _DIR]).remainder_(10).add_(self._lane_cells).add_(100 * cars[:, :, _SPEED])
+        index = torch.cat(
+            (self.chick[:, _ROW : _ROW + 1] * 10 + _CHICKEN_COLUMN, x + self._lane_cells, trails), 1
+        )
+        obs = self._blank(dtype, out)
+        return obs.scatter_(1, index, self._ones(17, dtype)).view(-1, 7, 10, 10)
 
     def observation(self) -> torch.Tensor:
-        # flat cell indices into (7 channels x 100 cells): the chicken, 8 cars, 8 trails
-        cars = self._lane_cells + self.car_x
-        trails = self._lane_cells + (self.car_x - self.car_dir) % 10 + 100 * self.car_speed
-        index = torch.cat((self.chicken[:, None] * 10 + _CHICKEN_COLUMN, cars, trails), 1)
-        obs = torch.zeros(self.num_envs, 700, dtype=torch.bool, device=self.device)
-        return obs.scatter_(1, index, True).view(-1, 7, 10, 10)
+        return self.render(torch.bool)
