@@ -201,6 +201,23 @@ def _reference_counts_work() -> tuple[int, int, int] | None:
 
 _UNSHARED_COUNTS = _reference_counts_work()
 _REUSE_BYTES = 1 << 18  # outputs below this come from the heap cheaply anyway
+_allocator_warmed = False
+
+
+def _warm_allocator() -> None:
+    """Once per process: allocate and free (without touching) one block just under 32 MiB.
+
+    glibc's malloc maps each block over its mmap threshold (128 KiB at first) fresh from the system
+    and unmaps it when freed, so every step's temporaries of a large batch would fault their pages
+    in again (a fault per 4 KiB, more than the rest of a step costs). Freeing a mapped block raises
+    that threshold to the block's size (up to 32 MiB) and the heap's trim threshold to twice it:
+    from then on such blocks are reused from the heap. Other allocators just see one allocation.
+    """
+    global _allocator_warmed
+    if not _allocator_warmed:
+        _allocator_warmed = True
+        block = torch.empty(31 << 20, dtype=torch.uint8)
+        del block
 
 
 GAMES: dict[str, type[BatchedGame]] = {}
@@ -274,6 +291,8 @@ class MinAtarBatch:
         self._pool: list[torch.Tensor] = []
         obs_bytes = num_envs * len(self.game.channels) * 100 * torch.empty((), dtype=obs_dtype).element_size()
         self._reuse = self.device.type == "cpu" and _UNSHARED_COUNTS is not None and obs_bytes >= _REUSE_BYTES
+        if self.device.type == "cpu" and obs_bytes >= _REUSE_BYTES:
+            _warm_allocator()
         self.game.reset(torch.ones(num_envs, dtype=torch.bool, device=self.device))
 
     def _buffer(self) -> torch.Tensor:
