@@ -1,14 +1,17 @@
-"""Train several recipes × seeds on one dataset, resumably, and print the normalized-score table.
+"""Train several recipes × seeds on one dataset or env, resumably, and print the score table.
 
     python scripts/seed_table.py --dataset hopper-medium-replay-v0 --agents td3bc prdc a2pr \\
         --seeds 0 1 2 --steps 50000 --out runs/table-hmr
+    python scripts/seed_table.py --env minatar:breakout --agents dqn mdqn --seeds 0 1 \\
+        --steps 500000 --eval-every 50000 --eval-episodes 50 --out runs/table-breakout
 
 Each run lives in OUT/<agent>-s<seed>; a finished run (its last evaluation at --steps) is kept, an
 interrupted one is resumed from its checkpoint, so rerunning the same command continues the table.
 Runs are done seed-major (every agent for seed 0, then seed 1, ...) so a partial table is already a
 side-by-side comparison. ``--report`` prints the table without training.
 
-Reported per agent: the final evaluation's normalized score (D4RL / CORL protocol: the last
+Reported per agent (the normalized score where the task has one, else the raw return, e.g.
+MinAtar): the final evaluation's score (D4RL / CORL protocol: the last
 evaluation, mean over its episodes) as mean ± std over seeds, the mean of the last three
 evaluations, and the best evaluation, with updates/s from the run's own metrics.
 """
@@ -28,7 +31,12 @@ def read_evals(run: Path) -> list[tuple[int, float]]:
     if not path.exists():
         return []
     with path.open() as f:
-        return [(int(r["step"]), float(r["score"])) for r in csv.DictReader(f)]
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        score = float(r["score"])
+        out.append((int(r["step"]), score if score == score else float(r["return_mean"])))  # nan: raw return
+    return out
 
 
 def updates_per_s(run: Path) -> float | None:
@@ -82,7 +90,7 @@ def fmt(values: list[float]) -> str:
 
 
 def report(args: argparse.Namespace) -> None:
-    print(f"\n{args.dataset}, {args.steps} updates, seeds {' '.join(map(str, args.seeds))}\n")
+    print(f"\n{args.env or args.dataset}, {args.steps} steps, seeds {' '.join(map(str, args.seeds))}\n")
     print("| agent | final score | mean of last 3 evals | best eval | seeds done | updates/s |")
     print("|---|---|---|---|---|---|")
     for agent in args.agents:
@@ -107,6 +115,7 @@ def report(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="hopper-medium-replay-v0")
+    p.add_argument("--env", help="train online on this env instead (e.g. minatar:breakout)")
     p.add_argument("--agents", nargs="+", default=["td3bc", "prdc", "a2pr"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=50_000)
