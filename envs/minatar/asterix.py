@@ -76,6 +76,7 @@ class Asterix(BatchedGame):
     minimal_actions = (0, 1, 2, 3, 4)  # n, l, u, r, d
     step_draws = 3
     reset_draws = 0
+    state_axes = {"ints": 1, "slot_x": 1, "flags": 2}
 
     def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
         super().__init__(num_envs, rng, device, ramping)
@@ -168,11 +169,11 @@ class Asterix(BatchedGame):
         self.flags[_ALIVE].masked_fill_(mask, False)
 
     def step(self, action: torch.Tensor, u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        u = self._draw(u, 3)  # drawn every frame, used on a spawning frame
         ints, flags, x = self.ints, self.flags, self.slot_x
         timers = ints[_SPAWN : _MOVE + 1]
         due = timers == 0
         spawning, moving = due[0], due[1]
+        u = self._draw(u, 3, spawning)  # drawn every frame, used on a spawning frame
         if self._any(spawning):
             # the floor(u * free)-th empty slot, in row order
             free = ~flags[_ALIVE]

@@ -29,7 +29,7 @@ import torch
 
 from rlreg.errors import check
 
-__all__ = ["ACTIONS", "BatchedGame", "CounterRNG", "MinAtarBatch", "bool_to"]
+__all__ = ["ACTIONS", "BatchedGame", "CounterRNG", "MinAtarBatch", "Uniforms", "bool_to"]
 
 ACTIONS = ("n", "l", "u", "r", "d", "f")
 """MinAtar's full action set, in its order: no-op, left, up, right, down, fire."""
@@ -63,12 +63,24 @@ class CounterRNG:
 
     def uniform(self, n: int) -> torch.Tensor:
         """``(N, n)`` float32 uniforms in [0, 1), one row per environment."""
+        u = self._values(self.key, self.counter, n)
+        self.counter += n
+        return u
+
+    def defer(self, n: int) -> Uniforms:
+        """Advance every counter by ``n`` as :meth:`uniform` would, but compute the values only when
+        (and for the rows) asked: see :class:`Uniforms`."""
+        u = Uniforms(n, rng=self, start=self.counter.clone())
+        self.counter += n
+        return u
+
+    def _values(self, key: torch.Tensor, counter: torch.Tensor, n: int) -> torch.Tensor:
+        """The ``n`` draws from ``counter`` on of the environments whose keys are ``key``."""
         offsets = self._offsets.get(n)
         if offsets is None:
             offsets = self._offsets[n] = torch.arange(n, dtype=torch.int64, device=self.device)
-        c = (self.counter[:, None] + offsets) & _M32
-        self.counter += n
-        h = _fmix32(_fmix32(self.key[:, None] ^ c))
+        c = (counter[:, None] + offsets) & _M32
+        h = _fmix32(_fmix32(key[:, None] ^ c))
         return (h >> 8).to(torch.float32).mul_(1.0 / (1 << 24))
 
     def integers(self, high: int, n: int = 1) -> torch.Tensor:
@@ -81,6 +93,48 @@ class CounterRNG:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.key.copy_(state["key"])
         self.counter.copy_(state["counter"])
+
+
+class Uniforms:
+    """``n`` uniforms per environment, drawn (counters advanced) but computed on demand.
+
+    The draws are counter-based, so any subset of environments can be computed alone and gives the
+    values a full draw would: :meth:`rows` computes the given environments' draws, :meth:`masked`
+    a full ``(N, n)`` tensor correct on the rows of a mask (on CPU only those rows are computed;
+    elsewhere all are, which needs no device synchronisation). Built from a tensor (``values``),
+    it just hands that out.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        rng: CounterRNG | None = None,
+        start: torch.Tensor | None = None,
+        values: torch.Tensor | None = None,
+    ) -> None:
+        self.n, self.rng, self.start, self.values = n, rng, start, values
+
+    def all(self) -> torch.Tensor:
+        """``(N, n)``: every environment's draws."""
+        if self.values is None:
+            self.values = self.rng._values(self.rng.key, self.start, self.n)
+        return self.values
+
+    def rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """``(len(rows), n)``: the draws of the environments ``rows``."""
+        if self.values is not None:
+            return self.values[rows]
+        return self.rng._values(self.rng.key[rows], self.start[rows], self.n)
+
+    def masked(self, mask: torch.Tensor) -> torch.Tensor:
+        """``(N, n)``, equal to :meth:`all` on the rows where ``mask`` is True (others arbitrary)."""
+        if self.values is not None or mask.device.type != "cpu":
+            return self.all()
+        rows = mask.nonzero().squeeze(1)
+        out = torch.zeros(mask.shape[0], self.n, dtype=torch.float32, device=mask.device)
+        if rows.numel():
+            out[rows] = self.rows(rows)
+        return out
 
 
 class BatchedGame:
@@ -112,6 +166,9 @@ class BatchedGame:
     minimal_actions: ClassVar[tuple[int, ...]] = tuple(range(6))
     step_draws: ClassVar[int | None] = None
     reset_draws: ClassVar[int | None] = None
+    state_axes: ClassVar[dict[str, int]] = {}
+    """The state tensors (attribute names) with their environment axis, all of them; lets
+    :meth:`reset_rows` reset a few environments on a sub-batch (empty: it falls back to ``reset``)."""
 
     def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
         self.num_envs, self.rng, self.device, self.ramping = num_envs, rng, device, ramping
@@ -131,16 +188,49 @@ class BatchedGame:
         obs = bool_to(self.observation(), dtype)
         return obs if out is None else out.copy_(obs)
 
-    def _blank(self, dtype: torch.dtype, out: torch.Tensor | None) -> torch.Tensor:
-        """``out`` (or a new ``(N, C * 100)`` tensor) zeroed, as ``(N, C * 100)``."""
+    def _blank(self, dtype: torch.dtype, out: torch.Tensor | None, cells: int | None = None) -> torch.Tensor:
+        """``out`` (or a new tensor) as ``(N, C * 100)``, its first ``cells`` cells per environment
+        (default: all) zeroed."""
         size = (self.num_envs, len(self.channels) * 100)
         if out is None:
-            return torch.zeros(size, dtype=dtype, device=self.device)
-        return out.view(size).zero_()
+            out = torch.empty(size, dtype=dtype, device=self.device)
+        out = out.view(size)
+        (out if cells is None else out[:, :cells]).zero_()
+        return out
 
-    def _draw(self, u: torch.Tensor | None, n: int) -> torch.Tensor:
-        """``u`` when pre-drawn, else this game's own ``n`` uniforms per environment."""
-        return self.rng.uniform(n) if u is None else u
+    def reset_rows(self, rows: torch.Tensor, u: torch.Tensor | None = None) -> None:
+        """``reset`` for the environments ``rows`` (distinct indices; ``u``: their pre-drawn uniforms,
+        required when ``reset_draws`` > 0), costing work in proportion to ``len(rows)``, not N.
+
+        Runs ``reset`` on a sub-batch game holding only those rows of the state tensors (sharing the
+        constants), then writes the rows back, so it does exactly what ``reset`` with the mask of
+        ``rows`` does, without operations over every environment.
+        """
+        if not self.state_axes:
+            mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+            self.reset(mask.index_fill_(0, rows, True), u)
+            return
+        sub = object.__new__(type(self))
+        sub.__dict__.update(self.__dict__)
+        sub.__dict__.pop("_ones_cache", None)
+        sub.num_envs = int(rows.numel())
+        for name, axis in self.state_axes.items():
+            setattr(sub, name, getattr(self, name).index_select(axis, rows))
+        sub.reset(torch.ones(sub.num_envs, dtype=torch.bool, device=self.device), u)
+        for name, axis in self.state_axes.items():
+            getattr(self, name).index_copy_(axis, rows, getattr(sub, name))
+
+    def _draw(
+        self, u: torch.Tensor | Uniforms | None, n: int, needed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """This step's (or reset's) ``n`` uniforms per environment: drawn here when ``u`` is None,
+        else the pre-drawn ``u``; of :class:`Uniforms`, only the rows where ``needed`` (default all)
+        are guaranteed (on CPU only those are computed)."""
+        if u is None:
+            return self.rng.uniform(n)
+        if isinstance(u, Uniforms):
+            return u.all() if needed is None else u.masked(needed)
+        return u
 
     def _ones(self, k: int, dtype: torch.dtype) -> torch.Tensor:
         """A cached ``(N, k)`` tensor of ones (a stride-0 view), the values rendering scatters."""
@@ -237,6 +327,12 @@ class MinAtarBatch:
     their ``obs``). Observations are ``(N, C, 10, 10)`` in ``obs_dtype`` (float32 by default).
     """
 
+    sparse_reset_min_envs: int = 256
+    """On CPU, from this many environments on, a step whose ended episodes are at most a quarter
+    of them resets those on a sub-batch (:meth:`BatchedGame.reset_rows`), fewer use the mask; and
+    the game's random draws are computed only for the environments that use them (:class:`Uniforms`)
+    instead of all at once. Either way the results are the same."""
+
     def __init__(
         self,
         game: str,
@@ -293,6 +389,7 @@ class MinAtarBatch:
         self._reuse = self.device.type == "cpu" and _UNSHARED_COUNTS is not None and obs_bytes >= _REUSE_BYTES
         if self.device.type == "cpu" and obs_bytes >= _REUSE_BYTES:
             _warm_allocator()
+        self._lazy = self.device.type == "cpu" and num_envs >= self.sparse_reset_min_envs
         self.game.reset(torch.ones(num_envs, dtype=torch.bool, device=self.device))
 
     def _buffer(self) -> torch.Tensor:
@@ -338,13 +435,19 @@ class MinAtarBatch:
         chosen = actions.long() if self._identity_actions else self.action_map[actions.long()]
         sticky = self.sticky_action_prob > 0
         u_step = u_reset = None
-        if self._fused:
+        if self._fused and self._lazy:
+            # many environments: compute the game's draws only for the rows that use them
+            u_stick = self.rng.uniform(1)[:, 0] if sticky else None
+            u_step = self.rng.defer(game.step_draws) if game.step_draws else None
+            u_reset = self.rng.defer(game.reset_draws) if game.reset_draws else None
+        elif self._fused:
+            # one draw for all (same values as the separate draws)
             k, ks = int(sticky), game.step_draws
             total = k + ks + game.reset_draws
             u = self.rng.uniform(total) if total else None
             u_stick = u[:, 0] if sticky else None
-            u_step = u[:, k : k + ks] if ks else None
-            u_reset = u[:, k + ks :] if game.reset_draws else None
+            u_step = Uniforms(ks, values=u[:, k : k + ks]) if ks else None
+            u_reset = Uniforms(game.reset_draws, values=u[:, k + ks :]) if game.reset_draws else None
         elif sticky:
             u_stick = self.rng.uniform(1)[:, 0]
         if sticky:
@@ -359,11 +462,18 @@ class MinAtarBatch:
             truncated = (self.episode_steps >= self.max_episode_steps) & ~terminated
             done = terminated | truncated
         final = game.render(self.obs_dtype, self._buffer())
-        # on CPU, skip the reset when no episode ended (its draws are taken either way when fused);
-        # elsewhere that test would cost a device synchronisation
-        if self._fused and self.device.type == "cpu" and not bool(done.any()):
-            return self._buffer().copy_(final), reward, terminated, truncated, final
-        if self._fused:
+        if self._fused and self.device.type == "cpu":
+            # on CPU (where reading ``done`` costs no device synchronisation), reset only the
+            # environments that ended: none (their draws are taken either way), or a few of many
+            # on a sub-batch, else with the mask
+            rows = done.nonzero().squeeze(1)
+            if rows.numel() == 0:
+                return self._buffer().copy_(final), reward, terminated, truncated, final
+            if rows.numel() * 4 <= self.num_envs and self.num_envs >= self.sparse_reset_min_envs:
+                game.reset_rows(rows, None if u_reset is None else u_reset.rows(rows))
+            else:
+                game.reset(done, u_reset)
+        elif self._fused:
             game.reset(done, u_reset)
         else:
             game.reset(done)

@@ -59,6 +59,7 @@ class Freeway(BatchedGame):
     minimal_actions = (0, 2, 4)  # n, u, d
     step_draws = 8
     reset_draws = 8
+    state_axes = {"chick": 0, "cars": 0}
 
     def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
         super().__init__(num_envs, rng, device, ramping)
@@ -119,12 +120,11 @@ class Freeway(BatchedGame):
         return self._car_table[(u * 10).long().clamp_(max=9)]
 
     def reset(self, mask: torch.Tensor, u: torch.Tensor | None = None) -> None:
-        new = self._new_cars(self._draw(u, 8))
+        new = self._new_cars(self._draw(u, 8, mask))
         self.cars = torch.where(mask[:, None, None], new, self.cars)
         self.chick = torch.where(mask[:, None], self._chick_start, self.chick)
 
     def step(self, action: torch.Tensor, u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        u = self._draw(u, 8)  # drawn every frame, used on a scoring frame
         chick, cars = self.chick, self.cars
         row, cool = chick[:, _ROW], chick[:, _COOL]
         move = self._chicken_move[action] * (cool == 0)
@@ -132,6 +132,7 @@ class Freeway(BatchedGame):
         cool.masked_fill_(move != 0, _MOVE_COOLDOWN)
 
         scored = row == 0
+        u = self._draw(u, 8, scored)  # drawn every frame, used on a scoring frame
         if self._any(scored):  # new speeds and directions, timers restarted; columns kept
             cars = self.cars = torch.where(scored[:, None, None] & self._reroll, self._new_cars(u), cars)
             row.masked_fill_(scored, 9)
