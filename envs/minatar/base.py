@@ -185,8 +185,10 @@ class BatchedGame:
     def render(self, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
         """The observation as ``(N, C, 10, 10)`` 0/1 values of ``dtype``, in ``out`` when given (its
         contents before the call do not matter) else in a new tensor."""
-        obs = bool_to(self.observation(), dtype)
-        return obs if out is None else out.copy_(obs)
+        obs = self.observation()
+        if out is None:
+            return bool_to(obs, dtype)
+        return out.copy_(obs if dtype == torch.bool else obs.view(torch.uint8))  # converts on the way
 
     def _blank(self, dtype: torch.dtype, out: torch.Tensor | None, cells: int | None = None) -> torch.Tensor:
         """``out`` (or a new tensor) as ``(N, C * 100)``, its first ``cells`` cells per environment
