@@ -65,6 +65,25 @@ class SpaceInvaders(BatchedGame):
         "enemy_bullet",
     )
     minimal_actions: ClassVar[tuple[int, ...]] = (0, 1, 3, 5)  # n, l, r, f
+    # no random draws; every state tensor has the environment first (lets MinAtarBatch skip or
+    # sub-batch resets)
+    step_draws: ClassVar[int] = 0
+    reset_draws: ClassVar[int] = 0
+    state_axes: ClassVar[dict[str, int]] = {
+        name: 0
+        for name in (
+            "pos",
+            "aliens",
+            "f_bullets",
+            "e_bullets",
+            "alien_dir",
+            "move_interval",
+            "move_timer",
+            "alien_shot_timer",
+            "cooldown",
+            "ramp_index",
+        )
+    }
 
     def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
         super().__init__(num_envs, rng, device, ramping)
@@ -83,9 +102,10 @@ class SpaceInvaders(BatchedGame):
         self._popcount = torch.tensor([bin(v).count("1") for v in range(1 << _COLS)], device=device)
         self._block = torch.tensor([BLOCK_ROW] * 4 + [0] * 6, dtype=torch.int64, device=device)
         self._row_cells = ((torch.arange(1 << _COLS, device=device)[:, None] >> self._rows) & 1).bool()
+        self._row_cells_as: dict[torch.dtype, torch.Tensor] = {torch.bool: self._row_cells}
         self._arange_n = torch.arange(n, dtype=torch.int64, device=device)
 
-    def reset(self, mask: torch.Tensor) -> None:
+    def reset(self, mask: torch.Tensor, u: torch.Tensor | None = None) -> None:
         """Fresh episode where ``mask``: cannon at column 5, full block heading left, interval 12."""
         m1, m2 = mask, mask[:, None]
         self.pos.masked_fill_(m1, 5)
@@ -99,7 +119,7 @@ class SpaceInvaders(BatchedGame):
         self.cooldown.masked_fill_(m1, 0)
         self.ramp_index.masked_fill_(m1, 0)
 
-    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, action: torch.Tensor, u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance one frame (rules in the module docstring); returns ``(reward, terminal)``."""
         zero = torch.zeros(self.num_envs, 1, dtype=torch.int64, device=self.device)
         # 1. player
@@ -164,9 +184,20 @@ class SpaceInvaders(BatchedGame):
 
     def observation(self) -> torch.Tensor:
         """``(N, 6, 10, 10)`` bool: cannon, aliens, aliens by heading (left/right), both bullet kinds."""
+        return self.render(torch.bool)
+
+    def render(self, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The observation in ``dtype``: each row bitmask's 10 cells looked up in a (1024, 10) table
+        of that dtype, written straight into ``out`` when given."""
         a = self.aliens
         left = (self.alien_dir < 0)[:, None]
         cannon = torch.where(self._rows == 9, 1 << self.pos[:, None], 0)
         rows = torch.stack([cannon, a, a * left, a * ~left, self.f_bullets, self.e_bullets], dim=1)
-        # look up each row bitmask's 10 cells in a (1024, 10) table
-        return self._row_cells.index_select(0, rows.view(-1)).view(self.num_envs, 6, 10, 10)
+        table = self._row_cells_as.get(dtype)
+        if table is None:
+            table = self._row_cells_as[dtype] = self._row_cells.to(dtype)
+        if out is None:
+            return table.index_select(0, rows.view(-1)).view(self.num_envs, 6, 10, 10)
+        return torch.index_select(table, 0, rows.view(-1), out=out.view(-1, 10)).view(
+            self.num_envs, 6, 10, 10
+        )
