@@ -134,6 +134,34 @@ class Seaquest(BatchedGame):
     enemy_slots: ClassVar[int] = 32  # ring capacities: powers of two
     diver_slots: ClassVar[int] = 2
     bullet_slots: ClassVar[int] = 2
+    # 5 uniforms per step (used by environments whose spawn timers are due), none per reset; every
+    # state tensor has the environment first (lets MinAtarBatch draw lazily and sub-batch resets)
+    step_draws: ClassVar[int] = 5
+    reset_draws: ClassVar[int] = 0
+    state_axes: ClassVar[dict[str, int]] = {
+        name: 0
+        for name in (
+            "sub_x",
+            "sub_y",
+            "oxygen",
+            "divers",
+            "sub_right",
+            "surface",
+            "cooldown",
+            "ramp_index",
+            "enemy_timer",
+            "diver_timer",
+            "spawn_interval",
+            "move_interval",
+            "en_head",
+            "dv_head",
+            "fb_head",
+            "en_on",
+            "dv_on",
+            "fb_on",
+            "eb",
+        )
+    }
 
     def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
         super().__init__(num_envs, rng, device, ramping)
@@ -180,7 +208,7 @@ class Seaquest(BatchedGame):
 
     # ------------------------------------------------------------------ reset
 
-    def reset(self, mask: torch.Tensor) -> None:
+    def reset(self, mask: torch.Tensor, u: torch.Tensor | None = None) -> None:
         """Fresh episode where ``mask``: sub at (x 5, row 0) facing left, on the surface, 200 oxygen,
         no divers or entities, timers and difficulty at their starting values. (Slots are emptied by
         their validity flags; the other fields of empty slots are never read.)"""
@@ -298,14 +326,15 @@ class Seaquest(BatchedGame):
         self.en_on &= ~out
         return terminal, out, kills
 
-    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, action: torch.Tensor, u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance one frame (rules in the module docstring); returns ``(reward, terminal)``.
 
         Draws exactly 5 uniforms per environment per frame (enemy heading, kind, row; diver heading,
         row), used or not.
         """
         n, k = self.num_envs, self.enemy_slots
-        self._spawn(self.rng.uniform(5))
+        due = (self.enemy_timer == 0) | (self.diver_timer == 0)
+        self._spawn(self._draw(u, 5, due))
         self._player(action)
         sx, sy = self.sub_x.to(_I8)[:, None], self.sub_y.to(_I8)[:, None]
         # ring age: 1 (oldest possible) .. k (newest), per enemy slot

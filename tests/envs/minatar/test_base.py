@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+import envs.minatar.seaquest  # noqa: F401  (registers the game)
+import envs.minatar.space_invaders  # noqa: F401
 from envs.minatar import MinAtarBatch
 
 
@@ -65,7 +67,7 @@ def _trajectory(game: str, sparse_from: int, monkeypatch) -> list[torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("game", ["breakout", "freeway", "asterix"])
+@pytest.mark.parametrize("game", ["breakout", "freeway", "asterix", "space_invaders", "seaquest"])
 def test_sparse_resets_and_lazy_draws_change_nothing(game, monkeypatch):
     """Resetting a few environments on a sub-batch and computing only the random draws in use (the
     large-batch CPU path, forced here at N=40) gives exactly the dense path's trajectories."""
