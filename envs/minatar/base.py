@@ -263,6 +263,13 @@ class BatchedGame:
         return {k: v.clone() for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        mine = self.state_dict()
+        check(
+            set(state) == set(mine) and all(state[k].shape == mine[k].shape for k in mine),
+            f"saved {self.name} state does not fit this version's {self.name} (state layout "
+            f"{sorted(state)} vs {sorted(mine)}): it was written by another rlreg version",
+            "restart the run, or resume it with the rlreg version that saved it",
+        )
         for k, v in state.items():
             getattr(self, k).copy_(v)
 
