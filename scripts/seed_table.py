@@ -74,6 +74,7 @@ def train(agent: str, seed: int, args: argparse.Namespace) -> None:
             "--out",
             str(run),
         ]
+        cmd += ["--set", f"train.checkpoint_every={args.checkpoint_every}"]
         for kv in args.set or []:
             cmd += ["--set", kv]
     cmd.append("--no-progress")
@@ -122,6 +123,9 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=5_000)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--set", action="append", help="KEY=VALUE passed to every new run")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=5000, help="checkpoint interval of new runs (resume point)"
+    )
     p.add_argument("--out", type=Path, default=Path("runs/table"))
     p.add_argument("--report", action="store_true", help="only print the table")
     args = p.parse_args()
