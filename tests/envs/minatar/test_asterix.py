@@ -20,19 +20,6 @@ MOVES = np.array([[0, 0], [0, -1], [-1, 0], [0, 1], [1, 0], [0, 0]])  # (row, co
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-class _RecordingRNG(CounterRNG):
-    """A CounterRNG that remembers what it handed out (to drive the reference with the same values)."""
-
-    def __init__(self, num_envs: int, seed: int) -> None:
-        super().__init__(num_envs, seed, CPU)
-        self.log: list[torch.Tensor] = []
-
-    def uniform(self, n: int) -> torch.Tensor:
-        u = super().uniform(n)
-        self.log.append(u.clone())
-        return u
-
-
 class _SpawnDraws:
     """Stands in for the reference game's RandomState with the three uniforms ours drew this frame."""
 
@@ -124,7 +111,7 @@ def _pvalues(seed: int = 3) -> list[float]:
 
 
 # ----------------------------------------------------------------------------------------------- parity
-def test_lockstep_matches_reference_exactly():
+def test_lockstep_matches_reference_exactly(recording_rng):
     """Driven with the same random numbers and actions, every frame equals MinAtar's (obs, reward,
     end, difficulty level).
 
@@ -133,7 +120,7 @@ def test_lockstep_matches_reference_exactly():
     """
     minatar = pytest.importorskip("minatar")
     n, frames = 10, 1600
-    rng = _RecordingRNG(n, seed=1)
+    rng = recording_rng(n, seed=1)
     game = Asterix(n, rng, CPU)
     refs = [minatar.Environment("asterix", sticky_action_prob=0.0) for _ in range(n)]
     for ref in refs:

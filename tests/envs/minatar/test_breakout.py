@@ -18,19 +18,6 @@ CPU = torch.device("cpu")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-class _RecordingRNG(CounterRNG):
-    """A CounterRNG that remembers what it handed out (to drive the reference with the same values)."""
-
-    def __init__(self, num_envs: int, seed: int) -> None:
-        super().__init__(num_envs, seed, CPU)
-        self.log: list[torch.Tensor] = []
-
-    def uniform(self, n: int) -> torch.Tensor:
-        u = super().uniform(n)
-        self.log.append(u.clone())
-        return u
-
-
 class _StartSide:
     """Stands in for the reference game's numpy RandomState: ``randint(2)`` from our start uniform."""
 
@@ -119,7 +106,7 @@ def _episodes_reference(episodes: int, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 # ----------------------------------------------------------------------------------------------- parity
-def test_lockstep_matches_reference_exactly():
+def test_lockstep_matches_reference_exactly(recording_rng):
     """Driven with the same random numbers and actions, every frame equals MinAtar's (obs, reward, end).
 
     32 environments, 3000 frames, actions mostly tracking the ball (so boards get cleared and
@@ -127,7 +114,7 @@ def test_lockstep_matches_reference_exactly():
     """
     minatar = pytest.importorskip("minatar")
     n, frames = 32, 3000
-    rng = _RecordingRNG(n, seed=1)
+    rng = recording_rng(n, seed=1)
     game = Breakout(n, rng, CPU)
     refs = []
     for i in range(n):

@@ -20,19 +20,6 @@ EPISODE = 2501  # frames in every Freeway episode
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-class _RecordingRNG(CounterRNG):
-    """A CounterRNG that remembers what it handed out (to drive the reference with the same values)."""
-
-    def __init__(self, num_envs: int, seed: int) -> None:
-        super().__init__(num_envs, seed, CPU)
-        self.log: list[torch.Tensor] = []
-
-    def uniform(self, n: int) -> torch.Tensor:
-        u = super().uniform(n)
-        self.log.append(u.clone())
-        return u
-
-
 class _CarDraws:
     """Stands in for the reference game's RandomState: the car speeds and directions ours drew."""
 
@@ -118,7 +105,7 @@ def _compare(num_envs: int, ref_episodes: int, seed: int) -> dict[float, float]:
 
 
 # ----------------------------------------------------------------------------------------------- parity
-def test_lockstep_matches_reference_exactly():
+def test_lockstep_matches_reference_exactly(recording_rng):
     """Driven with the same random numbers and actions, every frame equals MinAtar's (obs, reward, end).
 
     10 environments for 2600 frames (so every episode ends at frame 2501 and a new one starts),
@@ -127,7 +114,7 @@ def test_lockstep_matches_reference_exactly():
     """
     minatar = pytest.importorskip("minatar")
     n, frames = 10, 2600
-    rng = _RecordingRNG(n, seed=1)
+    rng = recording_rng(n, seed=1)
     game = Freeway(n, rng, CPU)
     refs = []
     for i in range(n):
