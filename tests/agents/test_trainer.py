@@ -382,3 +382,12 @@ def test_cuda_graph_on_cpu_stops_before_writing(pendulum_medium, tmp_path, capsy
     )
     e = err(capsys)
     assert "train.cuda_graph needs a CUDA device" in e and "--device cuda" in e and not out.exists()
+
+
+def test_train_threads_setting_is_checked():
+    from agents.config import TrainConfig
+    from rlreg.errors import RlregError
+
+    TrainConfig(threads=1).validate()
+    with pytest.raises(RlregError, match="train.threads"):
+        TrainConfig(threads=-1).validate()
