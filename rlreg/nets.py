@@ -126,6 +126,11 @@ class MLP(nn.Module):
         """Output and the last hidden layer's activations (the penultimate features)."""
         return _MLPFunction.apply(x, self.flat, self, None, True)
 
+    def forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the weights as constants: gradient reaches ``x`` only, and the
+        backward skips the weight-gradient products (a third of the work)."""
+        return _MLPFunction.apply(x, self.flat.detach(), self, None, False)[0]
+
     def forward_member(self, x: torch.Tensor, member: int) -> torch.Tensor:
         """Member ``member`` alone, weights as constants: ``(B, out)``; gradient reaches ``x`` only."""
         return _MLPFunction.apply(x, self.flat.detach(), self, member, False)[0]

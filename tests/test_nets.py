@@ -105,6 +105,19 @@ def test_member_forward_treats_weights_as_constants():
     assert critic.net.flat.grad is None
 
 
+def test_frozen_forward_gives_input_gradient_only():
+    torch.manual_seed(3)
+    mlp = MLP(4, (16, 16), 3)
+    x = torch.randn(5, 4, requires_grad=True)
+    y = mlp.forward_frozen(x)
+    torch.testing.assert_close(y, mlp(x))
+    y.square().sum().backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    reference(mlp)(x2).square().sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-5, atol=1e-6)
+    assert mlp.flat.grad is None  # the weights are constants: no gradient reaches them
+
+
 def test_linear_weights_round_trip():
     mlp = MLP(3, (4,), 2, ensemble=2)
     other = MLP(3, (4,), 2, ensemble=2)

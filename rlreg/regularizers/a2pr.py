@@ -91,14 +91,24 @@ class ConditionalVAE(nn.Module):
         self.register_buffer("act_scale", (action_high - action_low) / 2)
 
     def forward(
-        self, obs: torch.Tensor, act: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        generator: torch.Generator | None = None,
+        frozen: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(reconstruction, μ, σ)`` with a reparameterised sample ``z = μ + σ·ε``."""
-        mean, log_std = self.encoder(torch.cat([obs, act], dim=1)).split(self.latent, dim=1)
+        """``(reconstruction, μ, σ)`` with a reparameterised sample ``z = μ + σ·ε``.
+
+        ``frozen=True`` treats the VAE's weights as constants (gradient reaches ``obs``/``act``
+        only), as the actor loss needs: its gradient never updates the VAE.
+        """
+        enc = self.encoder.forward_frozen if frozen else self.encoder
+        dec = self.decoder.forward_frozen if frozen else self.decoder
+        mean, log_std = enc(torch.cat([obs, act], dim=1)).split(self.latent, dim=1)
         std = log_std.clamp(-4.0, 15.0).exp()
         eps = torch.randn(mean.shape, device=mean.device, generator=generator)
         z = mean + std * eps
-        recon = self.act_mid + self.act_scale * torch.tanh(self.decoder(torch.cat([obs, z], dim=1)))
+        recon = self.act_mid + self.act_scale * torch.tanh(dec(torch.cat([obs, z], dim=1)))
         return recon, mean, std
 
 
@@ -178,7 +188,8 @@ class A2PR(Regularizer):
             "call the agent's update(), which runs the hooks in the documented order",
         )
         v, q1_data = self._v_pre, self._q1_data
-        a_vae, _, _ = self.modules["vae"](batch.observations, policy_action, self.gen)
+        # VAE weights are constants here (the actor step updates π only): no weight gradients computed
+        a_vae, _, _ = self.modules["vae"](batch.observations, policy_action, self.gen, frozen=True)
         with torch.no_grad():
             q1_vae = view.q1(batch.observations, a_vae.detach())
             use_vae = q1_vae >= q1_data  # A(s, ã) >= A(s, a): V cancels

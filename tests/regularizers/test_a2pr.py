@@ -52,7 +52,7 @@ class FixedVAE(nn.Module):
         super().__init__()
         self.actions = actions
 
-    def forward(self, obs, act, generator=None):
+    def forward(self, obs, act, generator=None, frozen=False):
         return self.actions, None, None
 
 
