@@ -53,11 +53,11 @@ def reference(game: str, seconds: float, procs: int) -> float:
     return sum(s / dt for s, dt in out)
 
 
-def ours(game: str, n: int, device: str, seconds: float, obs_dtype: torch.dtype) -> float:
+def ours(game: str, n: int, device: str, seconds: float, obs_dtype: torch.dtype, seed: int = 0) -> float:
     from envs.minatar import MinAtarBatch
 
-    env = MinAtarBatch(game, n, device=device, seed=0, obs_dtype=obs_dtype)
-    gen = torch.Generator(device=device).manual_seed(0)
+    env = MinAtarBatch(game, n, device=device, seed=seed, obs_dtype=obs_dtype)
+    gen = torch.Generator(device=device).manual_seed(seed)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def run(k: int) -> None:
@@ -74,6 +74,18 @@ def ours(game: str, n: int, device: str, seconds: float, obs_dtype: torch.dtype)
     return steps * n / (time.perf_counter() - t0)
 
 
+def _ours_worker(args: tuple[str, int, str, float, str, int]) -> float:
+    game, n, device, seconds, dtype, seed = args
+    torch.set_num_threads(1)
+    return ours(game, n, device, seconds, getattr(torch, dtype), seed)
+
+
+def ours_procs(game: str, n: int, seconds: float, dtype: str, procs: int) -> float:
+    """Ours in ``procs`` CPU processes (one per core, 1 thread each, N envs each): summed env-steps/s."""
+    with mp.get_context("spawn").Pool(procs) as pool:
+        return sum(pool.map(_ours_worker, [(game, n, "cpu", seconds, dtype, i) for i in range(procs)]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--games", nargs="+", default=list(GAMES), choices=GAMES)
@@ -83,6 +95,12 @@ def main() -> None:
     p.add_argument("--procs", type=int, default=os.cpu_count(), help="reference processes (all cores)")
     p.add_argument(
         "--threads", type=int, default=1, help="torch intra-op threads (ours; 1: fastest for these op sizes)"
+    )
+    p.add_argument(
+        "--ours-procs",
+        type=int,
+        default=1,
+        help="CPU: run ours in this many processes too (one per core, like the reference), summed",
     )
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument("--obs-dtype", default="float32", choices=["float32", "uint8", "bool"])
@@ -94,15 +112,20 @@ def main() -> None:
     )
     print(
         f"# bench_minatar {when}, {dev}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({args.threads} threads), {args.obs_dtype} observations, reference: {args.procs} processes"
+        f"({args.threads} threads, {args.ours_procs} process(es)), {args.obs_dtype} observations, "
+        f"reference: {args.procs} processes"
     )
-    head = " | ".join(f"ours N={n}" for n in args.envs)
+    each = f" ×{args.ours_procs} proc" if args.ours_procs > 1 else ""
+    head = " | ".join(f"ours N={n}{each}" for n in args.envs)
     print(f"| game | minatar ({args.procs} proc) | {head} | best ÷ minatar |")
     print("|---|---|" + "---|" * len(args.envs) + "---|")
     for game in args.games:
         ref = float("nan") if args.skip_reference else reference(game, args.seconds, args.procs)
         dtype = getattr(torch, args.obs_dtype)
-        rates = [ours(game, n, args.device, args.seconds, dtype) for n in args.envs]
+        if args.ours_procs > 1:
+            rates = [ours_procs(game, n, args.seconds, args.obs_dtype, args.ours_procs) for n in args.envs]
+        else:
+            rates = [ours(game, n, args.device, args.seconds, dtype) for n in args.envs]
         cells = " | ".join(f"{r / 1e3:,.0f}k" for r in rates)
         print(f"| {game} | {ref / 1e3:,.0f}k | {cells} | {max(rates) / ref:.1f}× |", flush=True)
 

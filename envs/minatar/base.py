@@ -179,6 +179,12 @@ class BatchedGame:
     state_axes: ClassVar[dict[str, int]] = {}
     """The state tensors (attribute names) with their environment axis, all of them; lets
     :meth:`reset_rows` reset a few environments on a sub-batch (empty: it falls back to ``reset``)."""
+    reset_writes: ClassVar[tuple[str, ...] | None] = None
+    """The state tensors ``reset`` writes (None: all of ``state_axes``); :meth:`reset_rows` copies
+    only these back."""
+    row_constants: ClassVar[tuple[str, ...]] = ()
+    """Constant tensors with one identical row per environment (axis 0), e.g. ``arange(N)`` or a
+    column of zeros; a sub-batch takes their first rows."""
 
     def __init__(self, num_envs: int, rng: CounterRNG, device: torch.device, ramping: bool = True) -> None:
         self.num_envs, self.rng, self.device, self.ramping = num_envs, rng, device, ramping
@@ -210,27 +216,32 @@ class BatchedGame:
         (out if cells is None else out[:, :cells]).zero_()
         return out
 
-    def reset_rows(self, rows: torch.Tensor, u: torch.Tensor | None = None) -> None:
+    def reset_rows(self, rows: torch.Tensor, u: torch.Tensor | None = None) -> BatchedGame | None:
         """``reset`` for the environments ``rows`` (distinct indices; ``u``: their pre-drawn uniforms,
         required when ``reset_draws`` > 0), costing work in proportion to ``len(rows)``, not N.
 
         Runs ``reset`` on a sub-batch game holding only those rows of the state tensors (sharing the
         constants), then writes the rows back, so it does exactly what ``reset`` with the mask of
-        ``rows`` does, without operations over every environment.
+        ``rows`` does, without operations over every environment. Returns that sub-batch game (its
+        ``render`` gives the new observations of ``rows``), or None when the game has no
+        ``state_axes`` and the whole batch was reset through the mask.
         """
         if not self.state_axes:
             mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
             self.reset(mask.index_fill_(0, rows, True), u)
-            return
+            return None
         sub = object.__new__(type(self))
         sub.__dict__.update(self.__dict__)
         sub.__dict__.pop("_ones_cache", None)
-        sub.num_envs = int(rows.numel())
+        m = sub.num_envs = int(rows.numel())
+        for name in self.row_constants:
+            setattr(sub, name, getattr(self, name)[:m])
         for name, axis in self.state_axes.items():
             setattr(sub, name, getattr(self, name).index_select(axis, rows))
-        sub.reset(torch.ones(sub.num_envs, dtype=torch.bool, device=self.device), u)
-        for name, axis in self.state_axes.items():
-            getattr(self, name).index_copy_(axis, rows, getattr(sub, name))
+        sub.reset(torch.ones(m, dtype=torch.bool, device=self.device), u)
+        for name in self.state_axes if self.reset_writes is None else self.reset_writes:
+            getattr(self, name).index_copy_(self.state_axes[name], rows, getattr(sub, name))
+        return sub
 
     def _draw(
         self, u: torch.Tensor | Uniforms | None, n: int, needed: torch.Tensor | None = None
@@ -492,7 +503,13 @@ class MinAtarBatch:
             if rows.numel() == 0:
                 return self._buffer().copy_(final), reward, terminated, truncated, final
             if rows.numel() * 4 <= self.num_envs and self.num_envs >= self.sparse_reset_min_envs:
-                game.reset_rows(rows, None if u_reset is None else u_reset.rows(rows))
+                sub = game.reset_rows(rows, None if u_reset is None else u_reset.rows(rows))
+                if sub is not None:
+                    # only the reset rows change: copy final, render those rows alone
+                    self.episode_steps.index_fill_(0, rows, 0)
+                    obs = self._buffer().copy_(final)
+                    obs.index_copy_(0, rows, sub.render(self.obs_dtype))
+                    return obs, reward, terminated, truncated, final
             else:
                 game.reset(done, u_reset)
         elif self._fused:

@@ -94,6 +94,7 @@ FIRE_COOLDOWN = 5
 ENEMY_SHOT_INTERVAL = 10
 DIVER_MOVE_INTERVAL = 5
 MAX_DIVERS = 6
+_TRASH_CELL = 400  # channel 4 (enemy bullets), overwritten whole after the entities are drawn
 
 _I8, _I16 = torch.int8, torch.int16
 
@@ -138,6 +139,12 @@ class Seaquest(BatchedGame):
     # state tensor has the environment first (lets MinAtarBatch draw lazily and sub-batch resets)
     step_draws: ClassVar[int] = 5
     reset_draws: ClassVar[int] = 0
+    row_constants: ClassVar[tuple[str, ...]] = ("_arange_n", "_zero8", "_nine8", "_en_slot")
+    reset_writes: ClassVar[tuple[str, ...]] = (
+        *("sub_x", "sub_y", "oxygen", "divers", "sub_right", "surface", "cooldown", "ramp_index"),
+        *("enemy_timer", "diver_timer", "spawn_interval", "move_interval", "en_head", "dv_head"),
+        *("fb_head", "en_on", "dv_on", "fb_on", "eb"),
+    )
     state_axes: ClassVar[dict[str, int]] = {
         name: 0
         for name in (
@@ -157,8 +164,21 @@ class Seaquest(BatchedGame):
             "dv_head",
             "fb_head",
             "en_on",
+            "en_sub",
+            "en_right",
+            "en_x",
+            "en_y",
+            "en_timer",
+            "en_shot",
             "dv_on",
+            "dv_right",
+            "dv_x",
+            "dv_y",
+            "dv_timer",
             "fb_on",
+            "fb_right",
+            "fb_x",
+            "fb_y",
             "eb",
         )
     }
@@ -198,9 +218,10 @@ class Seaquest(BatchedGame):
         self._en_slot = _slots(n, k, _I8, dev).add_(torch.arange(k, dtype=_I8, device=dev))
         self._dv_slot = torch.arange(d, dtype=_I8, device=dev)
         self._cols = torch.arange(10, dtype=torch.int64, device=dev)
-        # observation channel (x 100) of each column of the entities drawn by ``observation``
-        sizes = ((0, 1), (1, 1), (2, b), (3, k), (3, d), (5, k), (6, k), (9, d))
-        self._obs_offset = torch.cat([torch.full((size,), 100 * c, device=dev) for c, size in sizes])
+        # cells ``render`` scatters per environment: sub front and back, bullets, enemy and diver
+        # trails, fish, subs, divers
+        self._drawn_entities = 2 + b + k + d + 2 * k + d
+        self._trash_cell = torch.tensor(_TRASH_CELL, device=dev)
         cells = torch.arange(200, device=dev)
         # after shifting the flat maps by one cell: column 9 of the left map and column 0 of the right
         # map received a neighbouring row's bullet, which is off the screen instead
@@ -418,9 +439,17 @@ class Seaquest(BatchedGame):
     # ------------------------------------------------------------------ observation
 
     def observation(self) -> torch.Tensor:
-        """``(N, 10, 10, 10)`` bool in :attr:`channels` order. Gauges are on row 9: oxygen fills
-        ``max(0, oxygen) * 10 // 200`` cells from the left; the diver gauge fills ``divers`` cells
-        ending at column 8 (nothing for 0 or negative counts)."""
+        """``(N, 10, 10, 10)`` bool in :attr:`channels` order (see :meth:`render`)."""
+        return self.render(torch.bool)
+
+    def render(self, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The observation as ``(N, 10, 10, 10)`` 0/1 values of ``dtype`` (in ``out`` when given).
+
+        Gauges are on row 9: oxygen fills ``max(0, oxygen) * 10 // 200`` cells from the left; the
+        diver gauge fills ``divers`` cells ending at column 8 (nothing for 0 or negative counts).
+        Entities are one scatter of ones at their cells; entities not drawn (empty slots, trails off
+        the screen) are sent to a cell of the enemy-bullet channel, which is written whole after.
+        """
         n = self.num_envs
         zero, nine = self._zero8, self._nine8
         sx, sy = self.sub_x.to(_I8)[:, None], self.sub_y.to(_I8)[:, None]
@@ -428,10 +457,9 @@ class Seaquest(BatchedGame):
         en_back = self.en_x + 1 - _i8(self.en_right) * 2
         dv_back = self.dv_x + 1 - _i8(self.dv_right) * 2
         fish, subs = self.en_on & ~self.en_sub, self.en_on & self.en_sub
-        # (channel, column, row, drawn?) per group of entities; cells off the screen sideways land on
-        # a neighbouring row's cell of the same channel and are not drawn
+        # (channel, column, row, drawn?) per group of entities
         groups = (
-            (0, sx, sy, torch.ones_like(sx, dtype=torch.bool)),
+            (0, sx, sy, None),
             (1, back, sy, (back >= zero) & (back <= nine)),
             (2, self.fb_x, self.fb_y, self.fb_on),
             (3, en_back, self.en_y, self.en_on & (en_back >= zero) & (en_back <= nine)),
@@ -440,12 +468,22 @@ class Seaquest(BatchedGame):
             (6, self.en_x, self.en_y, subs),
             (9, self.dv_x, self.dv_y, self.dv_on),
         )
-        cells = torch.cat([y * 10 + x for _, x, y, _ in groups], 1).long().clamp_(0, 99) + self._obs_offset
-        drawn = torch.cat([_u8(on.expand_as(x)) for _, x, _, on in groups], 1)
-        flat = torch.zeros(n, 1000, dtype=torch.uint8, device=self.device)
-        flat.scatter_reduce_(1, cells, drawn, "amax")
-        obs = flat.view(torch.bool).view(n, 10, 10, 10)
-        obs[:, 4] = (self.eb[:, :100] | self.eb[:, 100:]).view(n, 10, 10)
+        # built slot-major like the slot tensors (contiguous writes), scattered environment-major
+        index = torch.empty(self._drawn_entities, n, dtype=torch.int64, device=self.device)
+        row = 0
+        for channel, x, y, on in groups:
+            part = index[row : row + x.shape[1]]
+            row += x.shape[1]
+            cell = (y * 10 + x).t()  # int8: at most 100
+            if on is None:
+                part.copy_(cell).add_(100 * channel)
+            else:
+                torch.where(on.t(), cell.long().add_(100 * channel), self._trash_cell, out=part)
+        flat = self._blank(dtype, out)
+        flat.scatter_(1, index.t(), 1)
+        obs = flat.view(n, 10, 10, 10)
+        left, right = self.eb.view(n, 2, 10, 10).unbind(1)
+        obs[:, 4] = left | right
         obs[:, 7, 9] = self._cols < (self.oxygen.clamp(min=0) * 10 // MAX_OXYGEN)[:, None]
         obs[:, 8, 9] = (self._cols >= 9 - self.divers[:, None]) & (self._cols < 9)
         return obs

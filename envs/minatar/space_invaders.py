@@ -103,7 +103,6 @@ class SpaceInvaders(BatchedGame):
         self._block = torch.tensor([BLOCK_ROW] * 4 + [0] * 6, dtype=torch.int64, device=device)
         self._row_cells = ((torch.arange(1 << _COLS, device=device)[:, None] >> self._rows) & 1).bool()
         self._row_cells_as: dict[torch.dtype, torch.Tensor] = {torch.bool: self._row_cells}
-        self._arange_n = torch.arange(n, dtype=torch.int64, device=device)
 
     def reset(self, mask: torch.Tensor, u: torch.Tensor | None = None) -> None:
         """Fresh episode where ``mask``: cannon at column 5, full block heading left, interval 12."""

@@ -53,9 +53,9 @@ def test_outputs_are_distinct_tensors_with_the_dtype():
             assert obs.data_ptr() != final.data_ptr() and torch.equal(obs, final)  # no episode ended
 
 
-def _trajectory(game: str, sparse_from: int, monkeypatch) -> list[torch.Tensor]:
+def _trajectory(game: str, sparse_from: int, monkeypatch, dtype=torch.bool) -> list[torch.Tensor]:
     monkeypatch.setattr(MinAtarBatch, "sparse_reset_min_envs", sparse_from)
-    env = MinAtarBatch(game, 40, seed=3, obs_dtype=torch.bool)
+    env = MinAtarBatch(game, 40, seed=3, obs_dtype=dtype)
     if game == "freeway":  # staggered episode ends, so a few environments reset at a time
         env.game.time_left.copy_(torch.arange(40) * 7)
     gen = torch.Generator().manual_seed(3)
@@ -68,11 +68,13 @@ def _trajectory(game: str, sparse_from: int, monkeypatch) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("game", ["breakout", "freeway", "asterix", "space_invaders", "seaquest"])
-def test_sparse_resets_and_lazy_draws_change_nothing(game, monkeypatch):
-    """Resetting a few environments on a sub-batch and computing only the random draws in use (the
-    large-batch CPU path, forced here at N=40) gives exactly the dense path's trajectories."""
-    sparse = _trajectory(game, 0, monkeypatch)
-    dense = _trajectory(game, 10**9, monkeypatch)
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32])
+def test_sparse_resets_and_lazy_draws_change_nothing(game, dtype, monkeypatch):
+    """Resetting a few environments on a sub-batch, rendering only their rows anew and computing
+    only the random draws in use (the large-batch CPU path, forced here at N=40) gives exactly the
+    dense path's trajectories and observations."""
+    sparse = _trajectory(game, 0, monkeypatch, dtype)
+    dense = _trajectory(game, 10**9, monkeypatch, dtype)
     assert sum(int(x.sum()) for x in sparse[2::5]) > 5  # episodes ended along the way
     for a, b in zip(sparse, dense, strict=True):
         assert torch.equal(a, b)
