@@ -18,5 +18,18 @@ import envs.minatar.breakout  # noqa: F401
 import envs.minatar.freeway  # noqa: F401
 import envs.minatar.seaquest  # noqa: F401
 import envs.minatar.space_invaders  # noqa: F401
+from envs.minatar.gym_env import GYM_IDS, MinAtarEnv, MinAtarVectorEnv, register_envs
 
-__all__ = ["ACTIONS", "GAMES", "BatchedGame", "CounterRNG", "MinAtarBatch"]
+register_envs()  # rlreg/MinAtar-<Game>-v0
+
+__all__ = [
+    "ACTIONS",
+    "GAMES",
+    "GYM_IDS",
+    "BatchedGame",
+    "CounterRNG",
+    "MinAtarBatch",
+    "MinAtarEnv",
+    "MinAtarVectorEnv",
+    "register_envs",
+]
