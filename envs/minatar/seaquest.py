@@ -140,6 +140,9 @@ class Seaquest(BatchedGame):
     step_draws: ClassVar[int] = 5
     reset_draws: ClassVar[int] = 0
     row_constants: ClassVar[tuple[str, ...]] = ("_arange_n", "_zero8", "_nine8", "_en_slot")
+    dense_render: ClassVar[bool] = False
+    """Render enemies through all their slots on CPU too (as on CUDA, where finding the live ones
+    would synchronise with the host); the two paths draw the same observation."""
     reset_writes: ClassVar[tuple[str, ...]] = (
         *("sub_x", "sub_y", "oxygen", "divers", "sub_right", "surface", "cooldown", "ramp_index"),
         *("enemy_timer", "diver_timer", "spawn_interval", "move_interval", "en_head", "dv_head"),
@@ -218,9 +221,6 @@ class Seaquest(BatchedGame):
         self._en_slot = _slots(n, k, _I8, dev).add_(torch.arange(k, dtype=_I8, device=dev))
         self._dv_slot = torch.arange(d, dtype=_I8, device=dev)
         self._cols = torch.arange(10, dtype=torch.int64, device=dev)
-        # cells ``render`` scatters per environment: sub front and back, bullets, enemy and diver
-        # trails, fish, subs, divers
-        self._drawn_entities = 2 + b + k + d + 2 * k + d
         self._trash_cell = torch.tensor(_TRASH_CELL, device=dev)
         cells = torch.arange(200, device=dev)
         # after shifting the flat maps by one cell: column 9 of the left map and column 0 of the right
@@ -454,22 +454,25 @@ class Seaquest(BatchedGame):
         zero, nine = self._zero8, self._nine8
         sx, sy = self.sub_x.to(_I8)[:, None], self.sub_y.to(_I8)[:, None]
         back = sx + 1 - _i8(self.sub_right[:, None]) * 2
-        en_back = self.en_x + 1 - _i8(self.en_right) * 2
         dv_back = self.dv_x + 1 - _i8(self.dv_right) * 2
-        fish, subs = self.en_on & ~self.en_sub, self.en_on & self.en_sub
         # (channel, column, row, drawn?) per group of entities
-        groups = (
+        groups = [
             (0, sx, sy, None),
             (1, back, sy, (back >= zero) & (back <= nine)),
             (2, self.fb_x, self.fb_y, self.fb_on),
-            (3, en_back, self.en_y, self.en_on & (en_back >= zero) & (en_back <= nine)),
             (3, dv_back, self.dv_y, self.dv_on & (dv_back >= zero) & (dv_back <= nine)),
-            (5, self.en_x, self.en_y, fish),
-            (6, self.en_x, self.en_y, subs),
             (9, self.dv_x, self.dv_y, self.dv_on),
-        )
+        ]
+        compact = self.device.type == "cpu" and not self.dense_render
+        if not compact:  # enemies through their slots (no host synchronisation)
+            en_back = self.en_x + 1 - _i8(self.en_right) * 2
+            groups += [
+                (3, en_back, self.en_y, self.en_on & (en_back >= zero) & (en_back <= nine)),
+                (5, self.en_x, self.en_y, self.en_on & ~self.en_sub),
+                (6, self.en_x, self.en_y, self.en_on & self.en_sub),
+            ]
         # built slot-major like the slot tensors (contiguous writes), scattered environment-major
-        index = torch.empty(self._drawn_entities, n, dtype=torch.int64, device=self.device)
+        index = torch.empty(sum(g[1].shape[1] for g in groups), n, dtype=torch.int64, device=self.device)
         row = 0
         for channel, x, y, on in groups:
             part = index[row : row + x.shape[1]]
@@ -481,6 +484,14 @@ class Seaquest(BatchedGame):
                 torch.where(on.t(), cell.long().add_(100 * channel), self._trash_cell, out=part)
         flat = self._blank(dtype, out)
         flat.scatter_(1, index.t(), 1)
+        if compact:  # enemies: only the live ones (a few of the 33 slots), found on the host
+            env, slot = self.en_on.nonzero(as_tuple=True)
+            ex, ey = self.en_x[env, slot].long(), self.en_y[env, slot].long()
+            base = env * 1000 + ey * 10
+            body = base + ex + 500 + 100 * self.en_sub[env, slot].long()  # fish: 5, subs: 6
+            eb = ex + 1 - 2 * self.en_right[env, slot].long()
+            trail = torch.where((eb >= 0) & (eb <= 9), base + eb + 300, env * 1000 + _TRASH_CELL)
+            flat.view(-1)[torch.cat((body, trail))] = 1
         obs = flat.view(n, 10, 10, 10)
         left, right = self.eb.view(n, 2, 10, 10).unbind(1)
         obs[:, 4] = left | right

@@ -471,3 +471,21 @@ def test_env_streams_do_not_depend_on_batch_size() -> None:
 def test_cpu_and_cuda_trajectories_are_identical() -> None:
     for a, b in zip(_trajectory(64, "cpu"), _trajectory(64, "cuda"), strict=True):
         assert torch.equal(a, b)
+
+
+def test_compact_and_dense_enemy_rendering_agree(monkeypatch) -> None:
+    """On CPU the live enemies are found on the host and drawn alone; the all-slots path (CUDA's)
+    draws the same observations, in every dtype."""
+    env = MinAtarBatch("seaquest", 64, seed=4, obs_dtype=torch.bool)
+    gen = torch.Generator().manual_seed(4)
+    drawn = 0
+    for _ in range(150):
+        env.step(torch.randint(0, 6, (64,), generator=gen))
+        game = env.game
+        for dtype in (torch.bool, torch.float32):
+            compact = game.render(dtype)
+            monkeypatch.setattr(type(game), "dense_render", True)
+            torch.testing.assert_close(compact, game.render(dtype), rtol=0, atol=0)
+            monkeypatch.setattr(type(game), "dense_render", False)
+        drawn += int(game.en_on.sum())
+    assert drawn > 100  # enemies were on the board
