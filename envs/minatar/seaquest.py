@@ -141,8 +141,8 @@ class Seaquest(BatchedGame):
     reset_draws: ClassVar[int] = 0
     row_constants: ClassVar[tuple[str, ...]] = ("_arange_n", "_zero8", "_nine8", "_en_slot")
     dense_render: ClassVar[bool] = False
-    """Render enemies through all their slots on CPU too (as on CUDA, where finding the live ones
-    would synchronise with the host); the two paths draw the same observation."""
+    """Render enemies and place their shots through all their slots on CPU too (as on CUDA, where
+    finding the live ones would synchronise with the host); both paths give the same results."""
     reset_writes: ClassVar[tuple[str, ...]] = (
         *("sub_x", "sub_y", "oxygen", "divers", "sub_right", "surface", "cooldown", "ramp_index"),
         *("enemy_timer", "diver_timer", "spawn_interval", "move_interval", "en_head", "dv_head"),
@@ -399,9 +399,14 @@ class Seaquest(BatchedGame):
         reward += kills
         shoot = subs & (self.en_shot == self._zero8)
         self.en_shot += _i8(shoot) * (ENEMY_SHOT_INTERVAL + 1) - _i8(subs)
-        # a shot from an off-screen sub lands on a neighbouring row's cell with value 0: no effect
-        cell = (self.en_y * 10 + self.en_x).long() + self.en_right.long() * 100
-        self.eb.view(torch.uint8).scatter_reduce_(1, cell, _u8(shoot & ~out), "amax")
+        fired = shoot & ~out  # a shot from a sub that just left the screen is dropped
+        if self.device.type == "cpu" and not self.dense_render:  # the few shooters, found on the host
+            slot, env = fired.t().nonzero(as_tuple=True)  # slot-major storage: read in order
+            cell = self.en_y[env, slot].long() * 10 + self.en_x[env, slot].long()
+            self.eb.view(-1)[env * 200 + cell + 100 * self.en_right[env, slot].long()] = True
+        else:  # an off-screen sub's shot lands on a neighbouring row's cell with value 0: no effect
+            cell = (self.en_y * 10 + self.en_x).long() + self.en_right.long() * 100
+            self.eb.view(torch.uint8).scatter_reduce_(1, cell, _u8(fired), "amax")
 
         # 6. enemy bullets
         sub_cell = (self.sub_y * 10 + self.sub_x)[:, None]
@@ -485,7 +490,7 @@ class Seaquest(BatchedGame):
         flat = self._blank(dtype, out)
         flat.scatter_(1, index.t(), 1)
         if compact:  # enemies: only the live ones (a few of the 33 slots), found on the host
-            env, slot = self.en_on.nonzero(as_tuple=True)
+            slot, env = self.en_on.t().nonzero(as_tuple=True)  # slot-major storage: read in order
             ex, ey = self.en_x[env, slot].long(), self.en_y[env, slot].long()
             base = env * 1000 + ey * 10
             body = base + ex + 500 + 100 * self.en_sub[env, slot].long()  # fish: 5, subs: 6

@@ -473,19 +473,18 @@ def test_cpu_and_cuda_trajectories_are_identical() -> None:
         assert torch.equal(a, b)
 
 
-def test_compact_and_dense_enemy_rendering_agree(monkeypatch) -> None:
-    """On CPU the live enemies are found on the host and drawn alone; the all-slots path (CUDA's)
-    draws the same observations, in every dtype."""
-    env = MinAtarBatch("seaquest", 64, seed=4, obs_dtype=torch.bool)
-    gen = torch.Generator().manual_seed(4)
-    drawn = 0
-    for _ in range(150):
-        env.step(torch.randint(0, 6, (64,), generator=gen))
-        game = env.game
-        for dtype in (torch.bool, torch.float32):
-            compact = game.render(dtype)
-            monkeypatch.setattr(type(game), "dense_render", True)
-            torch.testing.assert_close(compact, game.render(dtype), rtol=0, atol=0)
-            monkeypatch.setattr(type(game), "dense_render", False)
-        drawn += int(game.en_on.sum())
-    assert drawn > 100  # enemies were on the board
+def test_compact_and_dense_enemy_paths_agree() -> None:
+    """On CPU the live enemies (and shooting subs) are found on the host and handled alone; the
+    all-slots path (CUDA's) gives the same trajectories and observations, in every dtype."""
+    for dtype in (torch.bool, torch.float32):
+        compact = MinAtarBatch("seaquest", 64, seed=4, obs_dtype=dtype)
+        dense = MinAtarBatch("seaquest", 64, seed=4, obs_dtype=dtype)
+        dense.game.dense_render = True
+        gen = torch.Generator().manual_seed(4)
+        drawn = 0
+        for _ in range(150):
+            a = torch.randint(0, 6, (64,), generator=gen)
+            for x, y in zip(compact.step(a), dense.step(a), strict=True):
+                assert torch.equal(x, y)
+            drawn += int(compact.game.en_on.sum())
+        assert drawn > 100 and int(compact.game.eb.sum()) > 0  # enemies and their shots were out
