@@ -105,6 +105,8 @@ def main() -> None:
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument("--obs-dtype", default="float32", choices=["float32", "uint8", "bool"])
     args = p.parse_args()
+    if args.ours_procs > 1 and args.device != "cpu":
+        p.error(f"--ours-procs {args.ours_procs} is for CPU runs; drop it with --device {args.device}")
     torch.set_num_threads(args.threads)
     when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     dev = (

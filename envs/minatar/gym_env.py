@@ -69,13 +69,10 @@ def _dtype(obs_dtype: torch.dtype | str) -> torch.dtype:
     return obs_dtype
 
 
-class _Spaces:
-    """The single-environment spaces of a :class:`MinAtarBatch`."""
-
-    def __init__(self, batch: MinAtarBatch, dtype: torch.dtype) -> None:
-        channels = len(batch.game.channels)
-        self.observation = gym.spaces.Box(0, 1, (channels, 10, 10), dtype=_NUMPY[dtype])
-        self.action = gym.spaces.Discrete(batch.num_actions)
+def _spaces(batch: MinAtarBatch, dtype: torch.dtype) -> tuple[gym.spaces.Box, gym.spaces.Discrete]:
+    """The single-environment observation and action spaces of a :class:`MinAtarBatch`."""
+    obs = gym.spaces.Box(0, 1, (len(batch.game.channels), 10, 10), dtype=_NUMPY[dtype])
+    return obs, gym.spaces.Discrete(batch.num_actions)
 
 
 class MinAtarVectorEnv(VectorEnv):
@@ -101,8 +98,8 @@ class MinAtarVectorEnv(VectorEnv):
         self._kwargs = dict(batch_kwargs, device=device, obs_dtype=_dtype(obs_dtype))
         self.game_name, self.num_envs, self.numpy = game, num_envs, numpy
         self.batch = MinAtarBatch(game, num_envs, seed=seed, **self._kwargs)
-        spaces = _Spaces(self.batch, self._kwargs["obs_dtype"])
-        self.single_observation_space, self.single_action_space = spaces.observation, spaces.action
+        spaces = _spaces(self.batch, self._kwargs["obs_dtype"])
+        self.single_observation_space, self.single_action_space = spaces
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self.render_mode = None
@@ -178,10 +175,6 @@ class MinAtarEnv(gym.Env):
         return info["final_obs"][0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
 
 
-def _make_vec(num_envs: int = 1, **kwargs: Any) -> MinAtarVectorEnv:
-    return MinAtarVectorEnv(num_envs=num_envs, **kwargs)
-
-
 def register_envs() -> None:
     """Register ``rlreg/MinAtar-<Game>-v0`` for every game (idempotent)."""
     for game, env_id in GYM_IDS.items():
@@ -190,6 +183,6 @@ def register_envs() -> None:
         gym.register(
             env_id,
             entry_point=MinAtarEnv,
-            vector_entry_point=_make_vec,
+            vector_entry_point=MinAtarVectorEnv,  # called with num_envs=N and the kwargs
             kwargs={"game": game},
         )

@@ -400,7 +400,7 @@ class Seaquest(BatchedGame):
         shoot = subs & (self.en_shot == self._zero8)
         self.en_shot += _i8(shoot) * (ENEMY_SHOT_INTERVAL + 1) - _i8(subs)
         fired = shoot & ~out  # a shot from a sub that just left the screen is dropped
-        if self.device.type == "cpu" and not self.dense_render:  # the few shooters, found on the host
+        if self._compact:  # the few shooters, found on the host
             slot, env = fired.t().nonzero(as_tuple=True)  # slot-major storage: read in order
             cell = self.en_y[env, slot].long() * 10 + self.en_x[env, slot].long()
             self.eb.view(-1)[env * 200 + cell + 100 * self.en_right[env, slot].long()] = True
@@ -441,6 +441,11 @@ class Seaquest(BatchedGame):
             self.ramp_index.add_(ramp.long())
         return reward.to(torch.float32), terminal
 
+    @property
+    def _compact(self) -> bool:
+        """Handle enemies through their live slots only (found with a host ``nonzero``): CPU only."""
+        return self.device.type == "cpu" and not self.dense_render
+
     # ------------------------------------------------------------------ observation
 
     def observation(self) -> torch.Tensor:
@@ -468,7 +473,7 @@ class Seaquest(BatchedGame):
             (3, dv_back, self.dv_y, self.dv_on & (dv_back >= zero) & (dv_back <= nine)),
             (9, self.dv_x, self.dv_y, self.dv_on),
         ]
-        compact = self.device.type == "cpu" and not self.dense_render
+        compact = self._compact
         if not compact:  # enemies through their slots (no host synchronisation)
             en_back = self.en_x + 1 - _i8(self.en_right) * 2
             groups += [
