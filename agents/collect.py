@@ -6,18 +6,31 @@ replay gets ``(obs, action, reward, final_obs, terminated)`` per environment: ``
 true last observation where an episode ended (the environment has already reset that row of
 ``obs``), and ``terminated`` excludes truncation, so a time-limited transition still bootstraps.
 Episode returns are summed on the device (no host synchronisation per step) and read when logging.
+
+With ``greedy_envs`` > 0, that many more environments are stepped beside them every step with the
+agent's greedy action (DVW's protocol: one concurrent greedy environment whose episode returns,
+smoothed over 50 episodes, are the reported curve; research/beer_mdvi.md §2.6). Their transitions
+never reach the replay and their random streams are their own, so training is the same with or
+without them.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import torch
 
 from envs.minatar import MinAtarBatch
 from rlreg.data.replay import DiscreteReplay
+from rlreg.errors import check
 
-__all__ = ["MinAtarCollector"]
+__all__ = ["GREEDY_SEED_OFFSET", "MinAtarCollector"]
+
+GREEDY_SEED_OFFSET = 10_000
+"""The concurrent greedy environments use seed ``seed + GREEDY_SEED_OFFSET`` (their own streams)."""
+SMOOTHING_EPISODES = 50
+"""``greedy/return_last50``: mean over this many last greedy episodes (DVW's smoothing)."""
 
 
 class MinAtarCollector:
@@ -32,6 +45,7 @@ class MinAtarCollector:
         replay_size: int,
         sticky_action_prob: float = 0.1,
         max_episode_steps: int | None = None,
+        greedy_envs: int = 0,
     ) -> None:
         self.env = MinAtarBatch(
             game,
@@ -51,6 +65,21 @@ class MinAtarCollector:
         self.ep_return = torch.zeros(num_envs, dtype=torch.float64, device=self.device)
         self.ep_length = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self._stats = torch.zeros(3, dtype=torch.float64, device=self.device)  # episodes, Σ return, Σ length
+        self.greedy_env: MinAtarBatch | None = None
+        if greedy_envs:
+            self.greedy_env = MinAtarBatch(
+                game,
+                greedy_envs,
+                device,
+                seed=seed + GREEDY_SEED_OFFSET,
+                sticky_action_prob=sticky_action_prob,
+                max_episode_steps=max_episode_steps,
+                obs_dtype=torch.uint8,
+            )
+            self.greedy_obs = self.greedy_env.observation()
+            self.greedy_return = torch.zeros(greedy_envs, dtype=torch.float64, device=self.device)
+            self.greedy_done: list[float] = []  # returns of greedy episodes finished since the last log
+            self.greedy_recent: deque[float] = deque(maxlen=SMOOTHING_EPISODES)
 
     def step(self, agent: Any, epsilon: float) -> None:
         """Act in every environment, store the transitions, track finished episodes."""
@@ -65,18 +94,38 @@ class MinAtarCollector:
         self._stats += torch.stack([d.sum(), (self.ep_return * d).sum(), (self.ep_length * d).sum()])
         self.ep_return.masked_fill_(done, 0.0)
         self.ep_length.masked_fill_(done, 0)
+        if self.greedy_env is not None:
+            self._greedy_step(agent)
+
+    def _greedy_step(self, agent: Any) -> None:
+        """One step of the greedy environments (one host read of their episode ends)."""
+        obs, reward, terminated, truncated, _ = self.greedy_env.step(agent.greedy(self.greedy_obs.float()))
+        self.greedy_obs = obs
+        self.greedy_return += reward.double()
+        done = terminated | truncated
+        if bool(done.any()):
+            finished = self.greedy_return[done].tolist()
+            self.greedy_done += finished
+            self.greedy_recent.extend(finished)
+            self.greedy_return.masked_fill_(done, 0.0)
 
     def pop_episode_stats(self) -> dict[str, float]:
         """Mean return and length of the training episodes finished since the last call (one sync)."""
         n, ret, length = self._stats.cpu().tolist()
         self._stats.zero_()
-        if n == 0:
-            return {}
-        return {
-            "rollout/episode_return": ret / n,
-            "rollout/episode_length": length / n,
-            "rollout/episodes": n,
-        }
+        out = {}
+        if n:
+            out = {
+                "rollout/episode_return": ret / n,
+                "rollout/episode_length": length / n,
+                "rollout/episodes": n,
+            }
+        if self.greedy_env is not None and self.greedy_done:
+            out["greedy/episode_return"] = sum(self.greedy_done) / len(self.greedy_done)
+            out["greedy/episodes"] = len(self.greedy_done)
+            out["greedy/return_last50"] = sum(self.greedy_recent) / len(self.greedy_recent)
+            self.greedy_done = []
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +135,17 @@ class MinAtarCollector:
             "ep_return": self.ep_return.cpu(),
             "ep_length": self.ep_length.cpu(),
             "stats": self._stats.cpu(),
+            **(
+                {
+                    "greedy_env": self.greedy_env.state_dict(),
+                    "greedy_obs": self.greedy_obs.cpu(),
+                    "greedy_return": self.greedy_return.cpu(),
+                    "greedy_done": list(self.greedy_done),
+                    "greedy_recent": list(self.greedy_recent),
+                }
+                if self.greedy_env is not None
+                else {}
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -95,3 +155,14 @@ class MinAtarCollector:
         self.ep_return.copy_(state["ep_return"])
         self.ep_length.copy_(state["ep_length"])
         self._stats.copy_(state["stats"])
+        check(
+            ("greedy_env" in state) == (self.greedy_env is not None),
+            "the checkpoint and this run disagree on train.greedy_envs (concurrent greedy environments)",
+            "resume with the train.greedy_envs the run was started with",
+        )
+        if self.greedy_env is not None:
+            self.greedy_env.load_state_dict(state["greedy_env"])
+            self.greedy_obs = state["greedy_obs"].to(self.device)
+            self.greedy_return.copy_(state["greedy_return"])
+            self.greedy_done = list(state["greedy_done"])
+            self.greedy_recent = deque(state["greedy_recent"], maxlen=SMOOTHING_EPISODES)

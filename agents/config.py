@@ -80,6 +80,11 @@ class TrainConfig:
     evaluation episodes are then still cut at 10000 steps."""
     sticky_action_prob: float = 0.1
     """Online MinAtar: probability of repeating the previous action (MinAtar default 0.1)."""
+    greedy_envs: int = 0
+    """Online MinAtar: also step this many environments with the greedy policy every iteration (DVW:
+    1, a concurrent greedy environment; its returns are the paper's curves). Logged as
+    ``greedy/episode_return`` (episodes finished in the log interval) and ``greedy/return_last50``
+    (last 50 episodes); no replay, own random streams, so training itself is unchanged."""
 
     def validate(self) -> None:
         for name in ("steps", "log_every", "replay_size"):
@@ -98,6 +103,7 @@ class TrainConfig:
             "snapshot_every",
             "threads",
             "max_episode_steps",
+            "greedy_envs",
         ):
             v = getattr(self, name)
             check(

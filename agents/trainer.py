@@ -172,6 +172,11 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
         f"train.num_envs={tc.num_envs}: parallel training environments are for MinAtar runs",
         "leave train.num_envs at 1 for Gymnasium environments and datasets",
     )
+    check(
+        tc.greedy_envs == 0,
+        f"train.greedy_envs={tc.greedy_envs}: concurrent greedy environments are for online MinAtar runs",
+        "leave train.greedy_envs at 0 for Gymnasium environments and datasets",
+    )
 
     transitions = store = None
     if cfg.get("dataset") is not None:
@@ -321,6 +326,7 @@ def _build_minatar_run(cfg: dict[str, Any], tc: TrainConfig, device: torch.devic
         replay_size=tc.replay_size,
         sticky_action_prob=tc.sticky_action_prob,
         max_episode_steps=tc.max_episode_steps or None,
+        greedy_envs=tc.greedy_envs,
     )
     agent_cfg_cls, agent_cls = AGENTS[kind]
     agent_cfg = config_from_dict(agent_cfg_cls, cfg["agent_config"], "agent")

@@ -220,7 +220,15 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize(("recipe", "extra"), [("dqn", {}), ("mdqn", {"dvw": "true", "train.num_envs": "2"})])
+@pytest.mark.parametrize(
+    ("recipe", "extra"),
+    [
+        ("dqn", {}),
+        ("mdqn", {"dvw": "true", "train.num_envs": "2"}),
+        ("dqn", {"train.greedy_envs": "1", "train.log_every": "50"}),
+    ],
+    ids=["dqn", "mdqn-dvw", "dqn-greedy-env"],
+)
 def test_resume_after_crash_is_exact(tmp_path, recipe, extra):
     opts = {"train.checkpoint_every": "200", "train.eval_every": "300", "train.eval_episodes": "2", **extra}
     full = tmp_path / "full"
@@ -249,8 +257,11 @@ def test_resume_after_crash_is_exact(tmp_path, recipe, extra):
     assert a["agent"]["num_target_updates"] == 4  # targets at 300, 400, 500, 600
     assert loss_columns(read_csv(full / "metrics.csv")) == loss_columns(read_csv(crashed / "metrics.csv"))
     assert read_csv(full / "eval.csv") == read_csv(crashed / "eval.csv")
-    if extra:
+    if "dvw" in extra:
         assert "reg/dvw/weight_mean" in read_csv(full / "metrics.csv")[-1]
+    if "train.greedy_envs" in extra:  # the concurrent greedy env resumed exactly too
+        assert any(r.get("greedy/episodes") for r in read_csv(full / "metrics.csv"))
+        assert torch.equal(a["collector"]["greedy_obs"], b["collector"]["greedy_obs"])
 
 
 def test_same_seed_same_run_and_evaluation_does_not_touch_training(tmp_path):
@@ -258,11 +269,16 @@ def test_same_seed_same_run_and_evaluation_does_not_touch_training(tmp_path):
         "a": tiny_cfg("mdqn", 400, **{"train.eval_episodes": "0"}),
         "b": tiny_cfg("mdqn", 400, **{"train.eval_episodes": "0"}),
         "eval": tiny_cfg("mdqn", 400, **{"train.eval_episodes": "3", "train.eval_every": "100"}),
+        "greedy": tiny_cfg("mdqn", 400, **{"train.eval_episodes": "0", "train.greedy_envs": "2"}),
     }
     for name, cfg in runs.items():
         train(cfg, tmp_path / name, progress=False)
-    ra, rb, re = (loss_columns(read_csv(tmp_path / n / "metrics.csv")) for n in runs)
+    ra, rb, re, rg = (loss_columns(read_csv(tmp_path / n / "metrics.csv")) for n in runs)
+    # neither evaluation nor DVW's concurrent greedy environments change training
+    greedy = [{k: v for k, v in r.items() if k.startswith("greedy/")} for r in rg]
+    assert [{k: v for k, v in r.items() if not k.startswith("greedy/")} for r in rg] == ra
     assert ra == rb == re and len(ra) == 4
+    assert float(greedy[-1]["greedy/episodes"]) >= 1 and float(greedy[-1]["greedy/return_last50"]) >= 0
     assert "reg/munchausen/bonus" in ra[-1] and ra[-1]["train/td_loss"] != ""
     other = tiny_cfg("mdqn", 400, seed=4, **{"train.eval_episodes": "0"})
     train(other, tmp_path / "other", progress=False)
@@ -340,7 +356,14 @@ def test_bad_environments_and_settings(tmp_path, capsys):
         == 2
     )
     assert "parallel training environments are for MinAtar runs" in err(capsys)
-    assert not any((tmp_path / d).exists() for d in "abcde")
+    assert (
+        main(["train", "td3", "--env", "Pendulum-v1", "--set", "greedy_envs=1", "--out", str(tmp_path / "f")])
+        == 2
+    )
+    assert "concurrent greedy environments are for online MinAtar runs" in err(capsys)
+    assert main(["train", "dqn", "--env", "minatar:breakout", "--set", "greedy_envs=-1"]) == 2
+    assert "train.greedy_envs must be an integer >= 0" in err(capsys)
+    assert not any((tmp_path / d).exists() for d in "abcdef")
 
 
 # ------------------------------------------------------------------ learning
