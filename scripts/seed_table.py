@@ -13,7 +13,10 @@ side-by-side comparison. ``--report`` prints the table without training.
 Reported per agent (the normalized score where the task has one, else the raw return, e.g.
 MinAtar): the final evaluation's score (D4RL / CORL protocol: the last
 evaluation, mean over its episodes) as mean ± std over seeds, the mean of the last three
-evaluations, and the best evaluation, with updates/s from the run's own metrics.
+evaluations, and the best evaluation, with updates/s from the run's own metrics. With two or
+more agents, Welch's t of each agent against the first (over seeds; |t| > 2 is the usual bar).
+``--curves`` also prints the learning curves: every run's score per evaluation, and per agent the
+mean ± std over seeds per evaluation.
 """
 
 from __future__ import annotations
@@ -89,27 +92,70 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def welch_t(a: list[float], b: list[float]) -> float | None:
+    """Welch's t of mean(b) - mean(a) (None with fewer than 2 values on a side or no spread)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    se2 = statistics.variance(a) / len(a) + statistics.variance(b) / len(b)
+    return (statistics.mean(b) - statistics.mean(a)) / se2**0.5 if se2 > 0 else None
+
+
 def report(args: argparse.Namespace) -> None:
     print(f"\n{args.env or args.dataset}, {args.steps} steps, seeds {' '.join(map(str, args.seeds))}\n")
-    print("| agent | final score | mean of last 3 evals | best eval | seeds done | updates/s |")
-    print("|---|---|---|---|---|---|")
+    finished: dict[str, dict[int, list[tuple[int, float]]]] = {}  # agent -> seed -> evaluations
+    summary: dict[str, dict[str, list[float]]] = {}
+    cols = ("final score", "mean of last 3 evals", "best eval", "mean of all evals", "seeds done")
+    cols += ("updates/s",)
+    print(f"| agent | {' | '.join(cols)} |")
+    print("|---|---|---|---|---|---|---|")
     for agent in args.agents:
-        final, last3, best, rates = [], [], [], []
+        runs = finished[agent] = {}
+        stats: dict[str, list[float]] = {"final": [], "last 3": [], "best": [], "all evals": []}
+        rates = []
         for seed in args.seeds:
             run = args.out / f"{agent}-s{seed}"
             evals = read_evals(run)
             if not evals or evals[-1][0] < args.steps:
                 continue
+            runs[seed] = evals
             scores = [s for _, s in evals]
-            final.append(scores[-1])
-            last3.append(statistics.mean(scores[-3:]))
-            best.append(max(scores))
+            stats["final"].append(scores[-1])
+            stats["last 3"].append(statistics.mean(scores[-3:]))
+            stats["best"].append(max(scores))
+            stats["all evals"].append(statistics.mean(scores))
             rate = updates_per_s(run)
             if rate is not None:
                 rates.append(rate)
+        summary[agent] = stats
         rate = f"{statistics.median(rates):.0f}" if rates else "—"
-        done = f"{len(final)}/{len(args.seeds)}"
-        print(f"| {agent} | {fmt(final)} | {fmt(last3)} | {fmt(best)} | {done} | {rate} |")
+        cells = " | ".join(fmt(stats[k]) for k in ("final", "last 3", "best", "all evals"))
+        print(f"| {agent} | {cells} | {len(runs)}/{len(args.seeds)} | {rate} |")
+    first = args.agents[0]
+    for agent in args.agents[1:]:
+        ts = {k: welch_t(summary[first][k], summary[agent][k]) for k in ("final", "last 3", "all evals")}
+        shown = ", ".join(f"{k} {'—' if t is None else f'{t:+.1f}'}" for k, t in ts.items())
+        print(f"\nWelch t, {agent} − {first} (over seeds): {shown}")
+    if args.curves:
+        print_curves(finished)
+
+
+def print_curves(finished: dict[str, dict[int, list[tuple[int, float]]]]) -> None:
+    """Every finished run's score per evaluation, then per agent the mean ± std over seeds."""
+    steps = sorted({step for runs in finished.values() for evals in runs.values() for step, _ in evals})
+    if not steps:
+        return
+    head = " | ".join(f"{s // 1000}k" if s % 1000 == 0 else str(s) for s in steps)
+    rule = "|---" * (len(steps) + 1) + "|"
+    print(f"\n| run | {head} |\n{rule}")
+    for agent, runs in finished.items():
+        for seed, evals in runs.items():
+            by_step = dict(evals)
+            cells = " | ".join(f"{by_step[s]:.1f}" if s in by_step else "—" for s in steps)
+            print(f"| {agent} seed {seed} | {cells} |")
+    print(f"\n| agent (mean ± std over seeds) | {head} |\n{rule}")
+    for agent, runs in finished.items():
+        cells = " | ".join(fmt([dict(e)[s] for e in runs.values() if s in dict(e)]) for s in steps)
+        print(f"| {agent} | {cells} |")
 
 
 def main() -> None:
@@ -127,6 +173,7 @@ def main() -> None:
     )
     p.add_argument("--out", type=Path, default=Path("runs/table"))
     p.add_argument("--report", action="store_true", help="only print the table")
+    p.add_argument("--curves", action="store_true", help="also print the per-evaluation learning curves")
     args = p.parse_args()
     if not args.report:
         for seed in args.seeds:
