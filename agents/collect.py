@@ -11,12 +11,11 @@ With ``greedy_envs`` > 0, that many more environments are stepped beside them ev
 agent's greedy action (DVW's protocol: one concurrent greedy environment whose episode returns,
 smoothed over 50 episodes, are the reported curve; research/beer_mdvi.md §2.6). Their transitions
 never reach the replay and their random streams are their own, so training is the same with or
-without them.
+without them. Their finished episodes' returns go to a small ring on the device, read when logging.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import torch
@@ -78,8 +77,12 @@ class MinAtarCollector:
             )
             self.greedy_obs = self.greedy_env.observation()
             self.greedy_return = torch.zeros(greedy_envs, dtype=torch.float64, device=self.device)
-            self.greedy_done: list[float] = []  # returns of greedy episodes finished since the last log
-            self.greedy_recent: deque[float] = deque(maxlen=SMOOTHING_EPISODES)
+            # returns of finished greedy episodes, the k-th ever at k mod capacity (one step ends at
+            # most greedy_envs episodes, so they never collide), plus a scratch slot for the others
+            self._ring_size = SMOOTHING_EPISODES + greedy_envs
+            self.greedy_ring = torch.zeros(self._ring_size + 1, dtype=torch.float64, device=self.device)
+            # episodes and Σ return since the last log, episodes ever
+            self.greedy_stats = torch.zeros(3, dtype=torch.float64, device=self.device)
 
     def step(self, agent: Any, epsilon: float) -> None:
         """Act in every environment, store the transitions, track finished episodes."""
@@ -98,16 +101,16 @@ class MinAtarCollector:
             self._greedy_step(agent)
 
     def _greedy_step(self, agent: Any) -> None:
-        """One step of the greedy environments (one host read of their episode ends)."""
+        """One step of the greedy environments; finished returns go to the ring (no host sync)."""
         obs, reward, terminated, truncated, _ = self.greedy_env.step(agent.greedy(self.greedy_obs.float()))
         self.greedy_obs = obs
-        self.greedy_return += reward.double()
+        ret = self.greedy_return.add_(reward.double())
         done = terminated | truncated
-        if bool(done.any()):
-            finished = self.greedy_return[done].tolist()
-            self.greedy_done += finished
-            self.greedy_recent.extend(finished)
-            self.greedy_return.masked_fill_(done, 0.0)
+        d = done.double()
+        at = (self.greedy_stats[2] + d.cumsum(0) - 1).remainder(self._ring_size).long()
+        self.greedy_ring[torch.where(done, at, self._ring_size)] = ret
+        self.greedy_stats += torch.stack([d.sum(), (ret * d).sum(), d.sum()])
+        ret.masked_fill_(done, 0.0)
 
     def pop_episode_stats(self) -> dict[str, float]:
         """Mean return and length of the training episodes finished since the last call (one sync)."""
@@ -120,11 +123,16 @@ class MinAtarCollector:
                 "rollout/episode_length": length / n,
                 "rollout/episodes": n,
             }
-        if self.greedy_env is not None and self.greedy_done:
-            out["greedy/episode_return"] = sum(self.greedy_done) / len(self.greedy_done)
-            out["greedy/episodes"] = len(self.greedy_done)
-            out["greedy/return_last50"] = sum(self.greedy_recent) / len(self.greedy_recent)
-            self.greedy_done = []
+        if self.greedy_env is not None:
+            n, ret, ever = self.greedy_stats.cpu().tolist()
+            self.greedy_stats[:2].zero_()
+            if n:
+                k = int(ever)
+                newest = [(k - 1 - j) % self._ring_size for j in range(min(k, SMOOTHING_EPISODES))]
+                recent = self.greedy_ring.cpu()[newest]
+                out["greedy/episode_return"] = ret / n
+                out["greedy/episodes"] = int(n)
+                out["greedy/return_last50"] = float(recent.mean())
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -140,8 +148,8 @@ class MinAtarCollector:
                     "greedy_env": self.greedy_env.state_dict(),
                     "greedy_obs": self.greedy_obs.cpu(),
                     "greedy_return": self.greedy_return.cpu(),
-                    "greedy_done": list(self.greedy_done),
-                    "greedy_recent": list(self.greedy_recent),
+                    "greedy_ring": self.greedy_ring.cpu(),
+                    "greedy_stats": self.greedy_stats.cpu(),
                 }
                 if self.greedy_env is not None
                 else {}
@@ -164,5 +172,5 @@ class MinAtarCollector:
             self.greedy_env.load_state_dict(state["greedy_env"])
             self.greedy_obs = state["greedy_obs"].to(self.device)
             self.greedy_return.copy_(state["greedy_return"])
-            self.greedy_done = list(state["greedy_done"])
-            self.greedy_recent = deque(state["greedy_recent"], maxlen=SMOOTHING_EPISODES)
+            self.greedy_ring.copy_(state["greedy_ring"])
+            self.greedy_stats.copy_(state["greedy_stats"])

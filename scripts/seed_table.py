@@ -104,10 +104,8 @@ def report(args: argparse.Namespace) -> None:
     print(f"\n{args.env or args.dataset}, {args.steps} steps, seeds {' '.join(map(str, args.seeds))}\n")
     finished: dict[str, dict[int, list[tuple[int, float]]]] = {}  # agent -> seed -> evaluations
     summary: dict[str, dict[str, list[float]]] = {}
-    cols = ("final score", "mean of last 3 evals", "best eval", "mean of all evals", "seeds done")
-    cols += ("updates/s",)
-    print(f"| agent | {' | '.join(cols)} |")
-    print("|---|---|---|---|---|---|---|")
+    cols = ("agent", "final score", "mean of last 3 evals", "best eval", "mean of all evals", "seeds done")
+    print(f"| {' | '.join(cols)} | updates/s |\n" + "|---" * (len(cols) + 1) + "|")
     for agent in args.agents:
         runs = finished[agent] = {}
         stats: dict[str, list[float]] = {"final": [], "last 3": [], "best": [], "all evals": []}
@@ -141,20 +139,20 @@ def report(args: argparse.Namespace) -> None:
 
 def print_curves(finished: dict[str, dict[int, list[tuple[int, float]]]]) -> None:
     """Every finished run's score per evaluation, then per agent the mean ± std over seeds."""
-    steps = sorted({step for runs in finished.values() for evals in runs.values() for step, _ in evals})
+    curves = {agent: {seed: dict(evals) for seed, evals in runs.items()} for agent, runs in finished.items()}
+    steps = sorted({step for runs in curves.values() for curve in runs.values() for step in curve})
     if not steps:
         return
     head = " | ".join(f"{s // 1000}k" if s % 1000 == 0 else str(s) for s in steps)
     rule = "|---" * (len(steps) + 1) + "|"
     print(f"\n| run | {head} |\n{rule}")
-    for agent, runs in finished.items():
-        for seed, evals in runs.items():
-            by_step = dict(evals)
-            cells = " | ".join(f"{by_step[s]:.1f}" if s in by_step else "—" for s in steps)
+    for agent, runs in curves.items():
+        for seed, curve in runs.items():
+            cells = " | ".join(f"{curve[s]:.1f}" if s in curve else "—" for s in steps)
             print(f"| {agent} seed {seed} | {cells} |")
     print(f"\n| agent (mean ± std over seeds) | {head} |\n{rule}")
-    for agent, runs in finished.items():
-        cells = " | ".join(fmt([dict(e)[s] for e in runs.values() if s in dict(e)]) for s in steps)
+    for agent, runs in curves.items():
+        cells = " | ".join(fmt([curve[s] for curve in runs.values() if s in curve]) for s in steps)
         print(f"| {agent} | {cells} |")
 
 
