@@ -37,9 +37,9 @@ from typing import ClassVar
 
 import torch
 
-from rlreg.errors import check
+from rlreg.errors import RlregError, check
 
-__all__ = ["ACTIONS", "BatchedGame", "CounterRNG", "MinAtarBatch", "Uniforms", "bool_to"]
+__all__ = ["ACTIONS", "BatchedGame", "CounterRNG", "MinAtarBatch", "Uniforms", "bool_to", "resolve_device"]
 
 ACTIONS = ("n", "l", "u", "r", "d", "f")
 """MinAtar's full action set, in its order: no-op, left, up, right, down, fire."""
@@ -343,6 +343,30 @@ def _warm_allocator() -> None:
 GAMES: dict[str, type[BatchedGame]] = {}
 
 
+def resolve_device(device: torch.device | str) -> torch.device:
+    """``device`` as a ``torch.device``; a clear :class:`RlregError` if it is not one, or names CUDA
+    on a machine without it (instead of torch's raw "Torch not compiled with CUDA enabled")."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise RlregError(
+            f"device {device!r} is not a torch device", "use device='cpu' or device='cuda'"
+        ) from None
+    if dev.type == "cuda":
+        check(
+            torch.cuda.is_available(),
+            f"device {str(device)!r} requested but CUDA is not available",
+            "use device='cpu', or install a CUDA build of torch on a GPU machine",
+        )
+        count = torch.cuda.device_count()
+        check(
+            dev.index is None or dev.index < count,
+            f"device {str(device)!r} requested but this machine has {count} CUDA device(s)",
+            f"use device='cuda' or an index below {count}",
+        )
+    return dev
+
+
 def register_game(cls: type[BatchedGame]) -> type[BatchedGame]:
     GAMES[cls.name] = cls
     return cls
@@ -396,7 +420,7 @@ class MinAtarBatch:
             f"max_episode_steps must be None or an integer >= 1, got {max_episode_steps!r}",
             "use None (MinAtar has no limit) or e.g. 10000 (DVW's runs)",
         )
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.num_envs, self.seed = num_envs, seed
         self.sticky_action_prob = float(sticky_action_prob)
         self.max_episode_steps = max_episode_steps

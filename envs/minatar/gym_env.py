@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from envs.minatar.base import MinAtarBatch
+from envs.minatar.base import MinAtarBatch, resolve_device
 from rlreg.errors import check
 
 __all__ = ["GYM_IDS", "MinAtarEnv", "MinAtarVectorEnv", "register_envs"]
@@ -95,6 +95,7 @@ class MinAtarVectorEnv(VectorEnv):
         numpy: bool = True,
         **batch_kwargs: Any,
     ) -> None:
+        device = resolve_device(device)  # a clear error for 'cuda' on a machine without CUDA
         self._kwargs = dict(batch_kwargs, device=device, obs_dtype=_dtype(obs_dtype))
         self.game_name, self.num_envs, self.numpy = game, num_envs, numpy
         self.batch = MinAtarBatch(game, num_envs, seed=seed, **self._kwargs)

@@ -89,3 +89,29 @@ def test_bad_input_is_named():
         vec.reset(seed=[1, 2])
     with pytest.raises(RlregError, match="one environment"):
         MinAtarEnv("breakout", num_envs=4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gym.make_vec(GYM_IDS["breakout"], num_envs=4, device="cuda", numpy=False),
+        lambda: gym.make(GYM_IDS["breakout"], device="cuda"),
+        lambda: MinAtarVectorEnv("breakout", 4, device=torch.device("cuda")),
+        lambda: MinAtarBatch("breakout", 4, device="cuda"),
+    ],
+    ids=["make_vec", "make", "vector_env", "batch"],
+)
+def test_cuda_without_cuda_is_a_clear_error(make):
+    with pytest.raises(RlregError, match="device 'cuda' requested but CUDA is not available") as e:
+        make()
+    assert "device='cpu'" in e.value.fix and "CUDA build of torch" in e.value.fix
+
+
+def test_bad_device_is_a_clear_error():
+    with pytest.raises(RlregError, match="not a torch device"):
+        MinAtarBatch("breakout", 4, device="gpu")
+    n = torch.cuda.device_count()
+    if torch.cuda.is_available():
+        with pytest.raises(RlregError, match="CUDA device"):
+            MinAtarBatch("breakout", 4, device=f"cuda:{n}")
