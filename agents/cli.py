@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--episodes", type=int, metavar="N", help="episodes (default: the run's eval_episodes)")
+    e.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="seed episode i with S + i (default: a fresh random seed, printed; the training "
+        "evaluations used the run's seed + train.eval_seed_offset)",
+    )
 
     d = sub.add_parser(
         "datasets",
@@ -190,8 +197,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         add_regularizers=args.add_reg,
     )
     out = Path(args.out) if args.out else new_run_dir(cfg)
-    print(f"rlreg: run folder {out}", flush=True)
-    summary = train(cfg, out, progress=not args.no_progress)
+    summary = train(cfg, out, progress=not args.no_progress, announce=True)
     _print_summary(summary, out)
     return 0
 
@@ -212,11 +218,11 @@ def _print_summary(summary: dict, out: Path) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from agents.trainer import evaluate_run
 
-    r = evaluate_run(args.run_dir, args.episodes)
+    r = evaluate_run(args.run_dir, args.episodes, seed=args.seed)
     score = "n/a" if r["score"] != r["score"] else f"{r['score']:.1f}"
     print(
         f"step {r['step']}: normalized score {score} ({r['normalizer']}), return {r['return_mean']:.1f} "
-        f"± {r['return_std']:.1f}, length {r['length_mean']:.0f}"
+        f"± {r['return_std']:.1f}, length {r['length_mean']:.0f} (episode seeds {r['seed']}+i)"
     )
     print(json.dumps(r))
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ class TrainConfig:
     """Average metrics over this many steps per row of metrics.csv."""
     checkpoint_every: int = 50_000
     """Write checkpoint.pt every this many steps (and at the end); 0 only at the end."""
+    checkpoint_minutes: float = 10.0
+    """Also write checkpoint.pt when this many minutes of wall-clock time have passed since the last
+    one, so an interrupted run always has a recent point to resume from (0: by steps only). Any
+    step is an exact resume point."""
     normalize_obs: bool = True
     """z-normalize states with the dataset's mean and std + 1e-3 (TD3+BC, PRDC, A2PR)."""
     obs_norm_eps: float = 1e-3
@@ -122,6 +127,11 @@ class TrainConfig:
             "use 0.1 (MinAtar's default) or 0 for none",
         )
         check(
+            math.isfinite(self.checkpoint_minutes) and self.checkpoint_minutes >= 0,
+            f"train.checkpoint_minutes must be a finite number >= 0, got {self.checkpoint_minutes}",
+            "use e.g. 10, or 0 to checkpoint by steps only",
+        )
+        check(
             self.obs_norm_eps > 0,
             f"train.obs_norm_eps must be > 0, got {self.obs_norm_eps}",
             "use 1e-3 as TD3+BC does",
@@ -160,10 +170,14 @@ def coerce(raw: Any, annotation: Any, key: str) -> Any:
     value = yaml.safe_load(raw) if isinstance(raw, str) else raw
     if isinstance(raw, str) and isinstance(value, str):
         # YAML 1.1 reads "3e-4" as a string: try a number first
+        # (and float() reads "nan"/"inf", which annotation checks then reject by name)
         try:
-            value = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
+            value = int(raw)
         except ValueError:
-            value = raw
+            try:
+                value = float(raw)
+            except ValueError:
+                value = raw
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -191,6 +205,10 @@ def coerce(raw: Any, annotation: Any, key: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
+        if not math.isfinite(value):
+            raise RlregError(
+                f"--set {key}={raw!r}: must be a finite number", f"give {key} a finite value, e.g. 1.0"
+            )
         return float(value)
     if annotation is str:
         return str(value)

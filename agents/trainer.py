@@ -25,9 +25,11 @@ replay and the running episodes, so resuming is exact there too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -52,12 +54,15 @@ from rlreg.data.transitions import (
     TransitionStore,
 )
 from rlreg.errors import RlregError, check
+from rlreg.locking import FolderLock
 from rlreg.logging import CSVLogger, MetricAccumulator, TensorBoardLogger, truncate_csv
 from rlreg.regularizers import REGISTRY, SetupSource
 
 __all__ = ["Run", "train", "resume", "evaluate_run", "resolve_device", "build_run", "new_run_dir"]
 
 CHECKPOINT = "checkpoint.pt"
+BAR_SECONDS = 1.0
+"""The progress bar moves at most this often (and at the last step), whatever ``log_every`` is."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -116,8 +121,10 @@ class Run:
         norm, agent = self.normalizer, self.agent
         return lambda obs: agent.act(norm(np.asarray(obs, np.float32).reshape(len(obs), -1)))
 
-    def make_evaluator(self, episodes: int) -> Evaluator | MinAtarEvaluator:
-        seed = self.cfg["seed"] + self.train_cfg.eval_seed_offset
+    def make_evaluator(self, episodes: int, seed: int | None = None) -> Evaluator | MinAtarEvaluator:
+        """Evaluation episodes seeded ``seed + i`` (default: the run's ``seed + eval_seed_offset``)."""
+        if seed is None:
+            seed = self.cfg["seed"] + self.train_cfg.eval_seed_offset
         if self.collector is not None:
             tc = self.train_cfg
             return MinAtarEvaluator(
@@ -130,11 +137,15 @@ class Run:
             )
         return Evaluator(self.env_id, episodes, seed, self.info.env_kwargs)
 
-    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
-        """Run the evaluation episodes; returns return_mean/std, length_mean and score."""
+    def evaluate(self, episodes: int | None = None, seed: int | None = None) -> dict[str, float]:
+        """Run the evaluation episodes; returns return_mean/std, length_mean and score.
+
+        By default the run's own evaluator (the training evaluations' episodes); ``episodes`` or
+        ``seed`` ask for other ones.
+        """
         ev = self.evaluator
-        if episodes is not None and (ev is None or episodes != ev.episodes):
-            ev = self.make_evaluator(episodes)
+        if seed is not None or (episodes is not None and (ev is None or episodes != ev.episodes)):
+            ev = self.make_evaluator(episodes or (ev.episodes if ev is not None else 10), seed)
         if ev is None:
             raise RlregError(
                 "evaluation is disabled for this run (eval_episodes=0 or no environment)",
@@ -357,35 +368,120 @@ def _build_minatar_run(cfg: dict[str, Any], tc: TrainConfig, device: torch.devic
 
 
 # ---------------------------------------------------------------------- training
+def _claim_run_folder(out: Path) -> tuple[FolderLock, bool]:
+    """Check that ``out`` can hold a new run, create it and lock it: before anything is loaded.
+
+    Returns the held lock and whether the folder was created here (so a run that fails while
+    being built can remove it again). A second writer stops here, naming the holder's PID.
+    """
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            where = "is an existing file" if parent == out else f"lies under {parent}, which is a file"
+            raise RlregError(f"--out {out} {where}", "choose --out DIR, a folder that does not exist yet")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock(
+            out,
+            "run folder",
+            f"wait for it to finish or stop it; resume later with `rlreg train --resume {out}`",
+        ).acquire()
+    except OSError as e:
+        raise RlregError(
+            f"cannot write the run folder {out} ({e.strerror or e})",
+            "choose --out DIR on a writable disk, or fix the folder's permissions",
+        ) from e
+    if (out / "config.json").exists():
+        lock.release()
+        raise RlregError(
+            f"{out} already holds a run",
+            f"resume it with `rlreg train --resume {out}`, or choose another --out",
+        )
+    return lock, created
+
+
+def _release_new_folder(out: Path, lock: FolderLock, created: bool) -> None:
+    """Undo :func:`_claim_run_folder` after a failure: no empty run folder is left behind."""
+    lock.release()
+    if created and not (out / "config.json").exists():
+        lock.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only when empty: never removes anything but the lock file
+
+
 def train(
     cfg: dict[str, Any],
     out_dir: str | os.PathLike,
     progress: bool = True,
     callback: Callable[[int, Run], None] | None = None,
+    announce: bool = False,
 ) -> dict[str, Any]:
-    """Start a new run in ``out_dir`` (must not hold a run) and train it to the end."""
+    """Start a new run in ``out_dir`` (must not hold a run) and train it to the end.
+
+    The folder is checked, created and locked (one writer per run folder) before the data is
+    loaded; ``announce`` prints ``rlreg: run folder DIR`` once its ``config.json`` is written.
+    """
     out = Path(out_dir)
     if cfg["train"].get("tensorboard"):
         TensorBoardLogger.check_available()  # fail before anything is written
-    if (out / "config.json").exists():
-        raise RlregError(
-            f"{out} already holds a run",
-            f"resume it with `rlreg train --resume {out}`, or choose another --out",
+    lock, created = _claim_run_folder(out)
+    try:
+        run = build_run(cfg, progress=progress)  # every check runs before config.json is written
+        cfg = dict(
+            cfg,
+            rlreg_version=rlreg.__version__,
+            dataset_info=dataclasses.asdict(run.info),
+            obs_normalizer=run.normalizer.state_dict(),
         )
-    run = build_run(cfg, progress=progress)  # every check runs before the folder is created
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = dict(
-        cfg,
-        rlreg_version=rlreg.__version__,
-        dataset_info=dataclasses.asdict(run.info),
-        obs_normalizer=run.normalizer.state_dict(),
-    )
-    if run.transitions is not None:
-        cfg["dataset_digest"] = run.transitions.digest()
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(cfg, indent=2, default=str))
-    os.replace(tmp, out / "config.json")
-    return _loop(run, out, start=0, state=None, progress=progress, callback=callback)
+        if run.transitions is not None:
+            cfg["dataset_digest"] = run.transitions.digest()
+        _write_json(out / "config.json", cfg)
+    except BaseException:
+        _release_new_folder(out, lock, created)
+        raise
+    if announce:
+        print(f"rlreg: run folder {out}", flush=True)
+    try:
+        return _loop(run, out, start=0, state=None, progress=progress, callback=callback)
+    finally:
+        lock.release()
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+_RUN_KEYS = ("recipe", "agent", "seed", "device", "agent_config", "regularizers", "train")
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``config.json`` of a run folder, checked to be a run config (one clear error if not)."""
+    out = Path(run_dir)
+    cfg_path = out / "config.json"
+    if not out.is_dir() or not cfg_path.is_file():
+        raise RlregError(
+            f"{out} is not an rlreg run folder (no config.json)",
+            "pass the folder `rlreg train` created (it holds config.json and checkpoint.pt)",
+        )
+    fix = f"restore {cfg_path} from a copy, or start a new run"
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RlregError(f"{cfg_path} is not valid JSON ({e})", fix) from e
+    if not isinstance(cfg, dict):
+        raise RlregError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not a run config", fix)
+    missing = [k for k in _RUN_KEYS if k not in cfg]
+    if missing:
+        raise RlregError(f"{cfg_path} is not a run config: it lacks {', '.join(map(repr, missing))}", fix)
+    if cfg["agent"] not in AGENTS:
+        raise RlregError(f"{cfg_path} names unknown agent kind {cfg['agent']!r}", fix)
+    try:
+        validate_config(cfg)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise RlregError(f"{cfg_path} is not a valid run config ({type(e).__name__}: {e})", fix) from e
+    return cfg
 
 
 def resume(
@@ -396,32 +492,33 @@ def resume(
 ) -> dict[str, Any]:
     """Continue the run in ``run_dir`` from its checkpoint (optionally to a new total of ``steps``)."""
     out = Path(run_dir)
-    cfg_path = out / "config.json"
-    if not out.is_dir() or not cfg_path.is_file():
-        raise RlregError(
-            f"{out} is not an rlreg run folder (no config.json)",
-            "pass the folder `rlreg train` created (it holds config.json and checkpoint.pt)",
-        )
+    cfg = read_run_config(out)
     try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise RlregError(f"{cfg_path} is not valid JSON ({e})", "restore the file or start a new run") from e
-    state = load_checkpoint(out / CHECKPOINT)
-    if steps is not None:
-        check(
-            steps >= state["step"],
-            f"--steps {steps} is below the checkpoint's step {state['step']}",
-            f"pass --steps >= {state['step']}",
-        )
-        cfg["train"]["steps"] = steps
-        (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
-    run = build_run(cfg, progress=progress)
-    if run.transitions is not None and cfg.get("dataset_digest") not in (None, run.transitions.digest()):
-        raise RlregError(
-            f"dataset {cfg['dataset']} has changed since the run started (digest differs)",
-            "resume with the original data, or start a new run",
-        )
-    return _loop(run, out, start=int(state["step"]), state=state, progress=progress, callback=callback)
+        lock = FolderLock(out, "run folder", "wait for it to finish, or stop it before resuming").acquire()
+    except OSError as e:
+        raise RlregError(f"cannot lock the run folder {out} ({e.strerror or e})", "make it writable") from e
+    try:
+        # a checkpoint being written when the run was killed: never used, never kept
+        (out / (CHECKPOINT + ".tmp")).unlink(missing_ok=True)
+        state = load_checkpoint(out / CHECKPOINT)
+        if steps is not None:
+            check(
+                steps >= state["step"],
+                f"--steps {steps} is below the checkpoint's step {state['step']}",
+                f"pass --steps >= {state['step']}",
+            )
+            cfg["train"]["steps"] = steps
+        run = build_run(cfg, progress=progress)
+        if run.transitions is not None and cfg.get("dataset_digest") not in (None, run.transitions.digest()):
+            raise RlregError(
+                f"dataset {cfg['dataset']} has changed since the run started (digest differs)",
+                "resume with the original data, or start a new run",
+            )
+        if steps is not None:
+            _write_json(out / "config.json", cfg)
+        return _loop(run, out, start=int(state["step"]), state=state, progress=progress, callback=callback)
+    finally:
+        lock.release()
 
 
 def _loop(
@@ -438,12 +535,14 @@ def _loop(
     evals: list[dict[str, float]] = []
     env_rng = np.random.default_rng(cfg["seed"] + 3)
     wall = 0.0
+    window = None
     if state is not None:
         agent.load_state_dict(state["agent"])
         sample_gen.set_state(state["sample_gen"])
         set_rng_state(state["rng"])
         evals = list(state["evals"])
         wall = float(state.get("wall_time", 0.0))
+        window = state.get("log_window")  # the logging window the checkpoint fell inside
         if run.collector is not None:
             run.collector.load_state_dict(state["collector"])
         elif run.online:
@@ -457,6 +556,14 @@ def _loop(
     eval_log = CSVLogger(out / "eval.csv")
     tb = TensorBoardLogger(out / "tb") if tc.tensorboard else None
     acc = MetricAccumulator()
+    counts: dict[str, Any] = {"updates": 0, "epsilon": float("nan")}
+    ep_returns: list[float] = []
+    steps_since_log = 0
+    if window is not None:  # rows of a resumed run average the same steps as an uninterrupted run's
+        acc.load_state_dict(window["metrics"])
+        counts.update(window["counts"])
+        ep_returns = list(window["ep_returns"])
+        steps_since_log = int(window["steps"])
 
     collector = run.collector
     online = run.online and collector is None  # online Gymnasium env (TD3)
@@ -465,11 +572,13 @@ def _loop(
         env = make_env(run.env_id, **run.info.env_kwargs)
         obs, _ = env.reset(seed=int(env_rng.integers(2**31)))
         env.action_space.seed(int(env_rng.integers(2**31)))
-        ep_return, ep_returns = 0.0, []
+        ep_return = 0.0
 
     bar = None
     if progress:
         from tqdm import tqdm
+
+        print(f"rlreg: {_intervals(tc, start, run.evaluator is not None)}", flush=True)
 
         bar = tqdm(
             total=tc.steps,
@@ -477,7 +586,8 @@ def _loop(
             desc=f"{cfg['recipe']} {cfg.get('dataset') or cfg.get('env')}",
             unit="step",
             dynamic_ncols=True,
-            mininterval=1.0,
+            mininterval=BAR_SECONDS,
+            miniters=1,
         )
 
     def checkpoint(step: int) -> None:
@@ -491,6 +601,12 @@ def _loop(
             "rng": rng_state(),
             "evals": evals,
             "wall_time": wall + (time.perf_counter() - t_start),
+            "log_window": {
+                "metrics": acc.state_dict(),
+                "counts": dict(counts),
+                "ep_returns": list(ep_returns),
+                "steps": steps_since_log,
+            },
         }
         if collector is not None:
             ckpt["collector"] = collector.state_dict()
@@ -562,8 +678,6 @@ def _loop(
             def offline_step() -> dict[str, torch.Tensor]:
                 return agent.update(run.store.sample(agent.config.batch_size, sample_gen))
 
-    counts: dict[str, Any] = {"updates": 0, "epsilon": float("nan")}
-
     def minatar_iteration(step: int) -> int:
         """Step every training environment once, then the updates and target copies that fell due."""
         eps = agent.config.epsilon(step, tc.steps, tc.learning_starts)
@@ -583,7 +697,8 @@ def _loop(
         return bool(every) and now // every > prev // every
 
     t_start = time.perf_counter()
-    t_log, steps_since_log = time.perf_counter(), 0
+    t_log = t_bar = t_ckpt = time.perf_counter()
+    ckpt_seconds = 60.0 * tc.checkpoint_minutes
     step = start
     try:
         while step < tc.steps:
@@ -622,8 +737,6 @@ def _loop(
                 now = time.perf_counter()
                 flush(step, steps_since_log, now - t_log)
                 t_log, steps_since_log = now, 0
-                if bar is not None:
-                    bar.update(step - bar.n)
             if run.evaluator is not None and (due(tc.eval_every, prev, step) or is_last):
                 row = {"step": step, **run.evaluate()}
                 evals.append(row)
@@ -634,11 +747,20 @@ def _loop(
                     shown = {"ret": f"{row['return_mean']:.1f}"}
                     if row["score"] == row["score"]:  # MinAtar and unnormalized runs: return only
                         shown = {"score": f"{row['score']:.1f}", **shown}
-                    bar.set_postfix(**shown)
+                    bar.set_postfix(**shown, refresh=False)
             if due(tc.snapshot_every, prev, step):
                 snapshot(step)
-            if due(tc.checkpoint_every, prev, step) or is_last:
+            now = time.perf_counter()
+            if bar is not None and (now - t_bar >= BAR_SECONDS or is_last):  # by time, not by logging
+                bar.update(step - bar.n)
+                t_bar = now
+            if (
+                due(tc.checkpoint_every, prev, step)
+                or is_last
+                or (ckpt_seconds and now - t_ckpt >= ckpt_seconds)
+            ):
                 checkpoint(step)
+                t_ckpt = time.perf_counter()
             if callback is not None:
                 callback(step, run)
     finally:
@@ -655,6 +777,24 @@ def _loop(
     tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, out / "summary.json")
     return summary
+
+
+def _intervals(tc: TrainConfig, start: int, evaluates: bool) -> str:
+    """What the loop will do when, in one line (printed at the start of a run)."""
+
+    def every(n: int, what: str) -> str:
+        if not n or n >= tc.steps:
+            return f"{what} at the end"
+        return f"{what} every {n} steps"
+
+    parts = [
+        f"steps {start} -> {tc.steps}",
+        every(tc.log_every, "metrics"),
+        every(tc.eval_every, f"evaluation ({tc.eval_episodes} episodes)") if evaluates else "no evaluation",
+        every(tc.checkpoint_every, "checkpoint")
+        + (f" and every {tc.checkpoint_minutes:g} min" if tc.checkpoint_minutes else ""),
+    ]
+    return "; ".join(parts)
 
 
 def _summary(run: Run, evals: list[dict[str, float]], step: int, wall: float, start: int) -> dict[str, Any]:
@@ -688,18 +828,26 @@ def _summary(run: Run, evals: list[dict[str, float]], step: int, wall: float, st
     }
 
 
-def evaluate_run(run_dir: str | os.PathLike, episodes: int | None = None) -> dict[str, float]:
-    """Evaluate the latest checkpoint of a run with a fresh set of episodes."""
+def evaluate_run(
+    run_dir: str | os.PathLike, episodes: int | None = None, seed: int | None = None
+) -> dict[str, float]:
+    """Evaluate the latest checkpoint of a run on a fresh set of episodes.
+
+    ``seed`` seeds episode ``i`` with ``seed + i``; by default a fresh random seed is drawn (and
+    returned as ``seed``), so the episodes differ from the training evaluations' (those use
+    ``run seed + train.eval_seed_offset``: pass that seed to repeat them).
+    """
     out = Path(run_dir)
-    if not (out / "config.json").is_file():
-        raise RlregError(
-            f"{out} is not an rlreg run folder (no config.json)", "pass a folder made by `rlreg train`"
-        )
-    cfg = json.loads((out / "config.json").read_text())
-    state = load_checkpoint(out / CHECKPOINT)
+    cfg = read_run_config(out)
     if episodes is not None:
         check(episodes > 0, f"--episodes must be >= 1, got {episodes}", "pass --episodes N with N >= 1")
+    if seed is None:
+        seed = secrets.randbelow(2**31 - 2**20)
+    check(
+        0 <= seed < 2**31 - 2**20, f"--seed must be in [0, 2**31 - 2**20), got {seed}", "pass e.g. --seed 0"
+    )
+    state = load_checkpoint(out / CHECKPOINT)
     run = build_run(cfg)
     run.agent.load_state_dict(state["agent"])
-    result = run.evaluate(episodes or run.train_cfg.eval_episodes or 10)
-    return {"step": int(state["step"]), **result, "normalizer": run.info.normalizer}
+    result = run.evaluate(episodes or run.train_cfg.eval_episodes or 10, seed=seed)
+    return {"step": int(state["step"]), **result, "normalizer": run.info.normalizer, "seed": seed}

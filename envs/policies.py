@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlreg.checkpoint import load_checkpoint, save_atomic
+from rlreg.checkpoint import load_checkpoint, safe_load, save_atomic
 from rlreg.data.transitions import ObsNormalizer
 from rlreg.errors import RlregError, check
 from rlreg.nets import Actor
@@ -96,13 +96,9 @@ def load_policy(path: str | os.PathLike) -> BehaviourPolicy:
         raise RlregError(
             f"policy file {path} does not exist", "check the path; shipped policies live in envs/policies/"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated or not a torch file
-        raise RlregError(
-            f"policy file {path} is truncated or corrupt ({type(e).__name__})",
-            "restore the file (git checkout) or export it again with `rlreg policy export`",
-        ) from e
+    state = safe_load(
+        path, "policy file", "restore the file (git checkout) or export it again with `rlreg policy export`"
+    )
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RlregError(
             f"{path} is not an rlreg policy file", "export one with `rlreg policy export RUN_DIR`"

@@ -37,6 +37,18 @@ class MetricAccumulator:
     def __len__(self) -> int:
         return len(self._sums)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The sums and counts of the window so far (a checkpoint inside a logging window)."""
+        return {
+            "sums": {k: v.detach().cpu().clone() for k, v in self._sums.items()},
+            "counts": dict(self._counts),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue the window :meth:`state_dict` saved (sums go back to their device on the next add)."""
+        self._sums = {k: v.clone() for k, v in state["sums"].items()}
+        self._counts = {k: int(c) for k, c in state["counts"].items()}
+
     def flush(self) -> dict[str, float]:
         if not self._sums:
             return {}

@@ -1,0 +1,257 @@
+"""Behaviour-level checks of the fault battery (issue 13): one writer per run folder, exact logs
+after resume, one-line errors for bad run folders and values, time-based checkpoints, progress."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.cli import main
+from agents.recipes import resolve_config
+from agents.trainer import CHECKPOINT, evaluate_run, resume, train
+from rlreg.checkpoint import load_checkpoint
+from rlreg.errors import RlregError
+from rlreg.locking import FolderLock
+
+WALL_CLOCK = ("time", "updates_per_s", "env_steps_per_s")
+TINY = {"agent.actor_hidden": "[16]", "agent.critic_hidden": "[16]", "train.eval_episodes": "0"}
+
+
+def tiny_cfg(dataset: str, steps: int, recipe: str = "td3bc", **sets: str) -> dict:
+    extra = {"a2pr.value_hidden": "[16]", "a2pr.vae_hidden": "[16]"} if recipe == "a2pr" else {}
+    return resolve_config(
+        recipe, dataset, seed=5, device="cpu", sets={**TINY, **extra, "train.steps": str(steps), **sets}
+    )
+
+
+def csv_without_wall_clock(path: Path) -> str:
+    """The CSV's text with the wall-clock columns dropped (what must match byte for byte)."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    keep = [i for i, name in enumerate(rows[0]) if name not in WALL_CLOCK]
+    buf = io.StringIO()
+    csv.writer(buf).writerows([[r[i] for i in keep] for r in rows])
+    return buf.getvalue()
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at(step_to_crash: int):
+    def callback(step, run):
+        if step == step_to_crash:
+            raise Crash
+
+    return callback
+
+
+def cli(*argv: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agents.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+    )
+
+
+# ------------------------------------------------------------------ item 3: exact logs after resume
+@pytest.mark.parametrize("recipe", ["td3bc", "prdc"])
+def test_logs_after_resume_inside_a_logging_window_are_exact(pendulum_medium, tmp_path, recipe):
+    """checkpoint_every=300, log_every=500: kills at 400, 700 and 1100 fall inside logging windows;
+    after each resume metrics.csv and eval.csv match an uninterrupted run's byte for byte."""
+    sets = {"train.checkpoint_every": "300", "train.log_every": "500", "train.checkpoint_minutes": "0"}
+    full = tmp_path / "full"
+    train(tiny_cfg(pendulum_medium, 1500, recipe, **sets), full, progress=False)
+    run = tmp_path / "killed"
+    with pytest.raises(Crash):
+        train(tiny_cfg(pendulum_medium, 1500, recipe, **sets), run, progress=False, callback=crash_at(400))
+    for kill in (700, 1100):
+        with pytest.raises(Crash):
+            resume(run, progress=False, callback=crash_at(kill))
+    resume(run, progress=False)
+    for name in ("metrics.csv",):
+        assert csv_without_wall_clock(full / name) == csv_without_wall_clock(run / name)
+    assert [r[0] for r in csv.reader((full / "metrics.csv").open())][1:] == ["500", "1000", "1500"]
+
+
+# ------------------------------------------------------------------ item 2: one writer per folder
+def test_folder_lock_names_the_holder(tmp_path):
+    holder = rf"in use by another rlreg process \(PID {os.getpid()}\)"
+    with FolderLock(tmp_path, "run folder"), pytest.raises(RlregError, match=holder):
+        FolderLock(tmp_path, "run folder").acquire()
+    FolderLock(tmp_path).acquire().release()  # released: free again
+
+
+def _wait_for(path: Path, timeout: float = 120.0) -> None:
+    t0 = time.time()
+    while not path.exists():
+        assert time.time() - t0 < timeout, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_second_writer_of_one_run_folder_stops_at_once_and_kill_releases(pendulum_medium, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "td3bc", "--dataset", pendulum_medium, "--eval-episodes", "0", "--no-progress"]
+    args += [
+        "--set",
+        "actor_hidden=[16]",
+        "--set",
+        "critic_hidden=[16]",
+        "--set",
+        "train.checkpoint_every=200",
+    ]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "agents.cli", *args, "--steps", "1000000", "--seed", "1", "--out", str(out)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(out / CHECKPOINT)
+        second = cli(*args, "--steps", "100", "--seed", "2", "--out", str(out))
+        assert second.returncode == 2
+        assert f"in use by another rlreg process (PID {first.pid})" in second.stderr
+        assert "Traceback" not in second.stderr
+        resumed = cli("train", "--resume", str(out), "--no-progress")
+        assert resumed.returncode == 2 and f"PID {first.pid}" in resumed.stderr
+        cfg = json.loads((out / "config.json").read_text())
+        assert cfg["seed"] == 1  # the second writer wrote nothing
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # the OS released the lock with the process: the run resumes (to a short total here)
+    step = load_checkpoint(out / CHECKPOINT)["step"]
+    done = cli("train", "--resume", str(out), "--steps", str(step + 10), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "summary.json").read_text())["steps"] == step + 10
+
+
+# ------------------------------------------------------------------ item 5: one line, not a traceback
+def test_out_is_checked_before_anything_is_loaded(tmp_path, capsys, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("RLREG_HOME", str(home))  # the dataset is not made here: nothing may make it
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for out, says in ((a_file, "is an existing file"), (a_file / "sub", "lies under")):
+        assert main(["train", "td3bc", "--dataset", "pendulum-expert-v0", "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert says in captured.err and "run folder" not in captured.out
+    assert not (home / "minari").exists()
+
+
+def test_out_on_a_read_only_disk(tmp_path, capsys, monkeypatch):
+    import errno
+
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *a, **k):
+        if str(self).startswith(str(tmp_path / "ro")):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert (
+        main(["train", "td3bc", "--dataset", "pendulum-expert-v0", "--out", str(tmp_path / "ro" / "r")]) == 2
+    )
+    e = capsys.readouterr().err
+    assert "cannot write the run folder" in e and "Read-only file system" in e and "Traceback" not in e
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root may write anywhere")
+def test_out_in_a_folder_without_write_permission(tmp_path, capsys):  # pragma: no cover (non-root)
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    assert main(["train", "td3bc", "--dataset", "pendulum-expert-v0", "--out", str(ro / "r")]) == 2
+    assert "cannot write the run folder" in capsys.readouterr().err
+
+
+def test_failed_run_leaves_no_folder_and_names_none(tmp_path, capsys):
+    out = tmp_path / "never"
+    # a bad value the agent only sees when it is built (after the folder was claimed)
+    code = main(["train", "td3bc", "--dataset", "hopper-mediun-v0", "--out", str(out)])
+    assert code == 2
+    assert "run folder" not in capsys.readouterr().out
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", "{}", "[]", '{"agent": "td3"}'])
+@pytest.mark.parametrize("command", ["evaluate", "resume"])
+def test_bad_config_json_is_one_line(pendulum_medium, tmp_path, capsys, content, command):
+    out = tmp_path / "run"
+    train(tiny_cfg(pendulum_medium, 10), out, progress=False)
+    (out / "config.json").write_text(content)
+    argv = ["evaluate", str(out)] if command == "evaluate" else ["train", "--resume", str(out)]
+    assert main(argv) == 2
+    e = capsys.readouterr().err
+    assert "config.json" in e and "fix:" in e and len(e.strip().splitlines()) == 2
+
+
+def test_partial_checkpoint_tmp_is_removed_on_resume(pendulum_medium, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(Crash):
+        train(
+            tiny_cfg(pendulum_medium, 60, **{"train.checkpoint_every": "20"}),
+            out,
+            progress=False,
+            callback=crash_at(30),
+        )
+    (out / (CHECKPOINT + ".tmp")).write_bytes(b"half a checkpoint")
+    resume(out, progress=False)
+    assert not (out / (CHECKPOINT + ".tmp")).exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", ".nan"])
+def test_non_finite_float_says_finite(capsys, value):
+    assert main(["train", "td3bc", "--dataset", "pendulum-medium-v0", "--set", f"agent.alpha={value}"]) == 2
+    assert "agent.alpha" in (e := capsys.readouterr().err) and "must be a finite number" in e
+
+
+# ------------------------------------------------------------------ item 8: checkpoints by time, progress
+def test_checkpoint_by_wall_clock_time(pendulum_medium, tmp_path, monkeypatch):
+    """With a tiny checkpoint_minutes, a run killed between step checkpoints has a recent one, and
+    resuming from it is exact."""
+    sets = {"train.checkpoint_every": "0", "train.log_every": "25", "train.checkpoint_minutes": "1e-9"}
+    full = tmp_path / "full"
+    train(tiny_cfg(pendulum_medium, 80, **sets), full, progress=False)
+    out = tmp_path / "killed"
+    with pytest.raises(Crash):
+        train(tiny_cfg(pendulum_medium, 80, **sets), out, progress=False, callback=crash_at(37))
+    assert load_checkpoint(out / CHECKPOINT)["step"] == 37  # checkpoint_every=0: by time only
+    resume(out, progress=False)
+    assert csv_without_wall_clock(full / "metrics.csv") == csv_without_wall_clock(out / "metrics.csv")
+
+
+def test_progress_bar_moves_by_time_not_by_logging(pendulum_medium, tmp_path, capsys, monkeypatch):
+    import agents.trainer as trainer
+
+    monkeypatch.setattr(trainer, "BAR_SECONDS", 0.0)
+    cfg = tiny_cfg(pendulum_medium, 40, **{"train.log_every": "1000"})
+    train(cfg, tmp_path / "r", progress=True)
+    captured = capsys.readouterr()
+    assert "metrics at the end" in captured.out and "checkpoint" in captured.out  # intervals said at start
+    shown = [int(s.split("/")[0].split()[-1]) for s in captured.err.split("\r") if "/40 " in s]
+    assert any(0 < n < 40 for n in shown), captured.err  # moved before the only log row (step 40)
+    moves = [n for n in shown if 0 < n < 40]
+    assert len(moves) == len(set(moves))  # each move printed once
+
+
+def test_evaluate_is_fresh_by_default_and_repeatable_with_seed(pendulum_medium, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny_cfg(pendulum_medium, 20, **{"train.eval_episodes": "2", "train.eval_every": "20"})
+    train(cfg, out, progress=False)
+    trained = next(csv.DictReader((out / "eval.csv").open()))
+    a, b = evaluate_run(out, 2), evaluate_run(out, 2)
+    assert a["seed"] != b["seed"]
+    same = evaluate_run(out, 2, seed=cfg["seed"] + cfg["train"]["eval_seed_offset"])
+    assert same["return_mean"] == pytest.approx(float(trained["return_mean"]), rel=1e-6)
+    assert evaluate_run(out, 2, seed=7)["return_mean"] == evaluate_run(out, 2, seed=7)["return_mean"]
