@@ -265,6 +265,9 @@ def _cmd_agents(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rlreg.threads import configure_openmp
+
+    configure_openmp()  # before anything starts torch's OpenMP runtime (rlreg/threads.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

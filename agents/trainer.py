@@ -57,6 +57,7 @@ from rlreg.errors import RlregError, check
 from rlreg.locking import FolderLock
 from rlreg.logging import CSVLogger, MetricAccumulator, TensorBoardLogger, truncate_csv
 from rlreg.regularizers import REGISTRY, SetupSource
+from rlreg.threads import default_threads, jobs_from_env, usable_cores
 
 __all__ = ["Run", "train", "resume", "evaluate_run", "resolve_device", "build_run", "new_run_dir"]
 
@@ -265,8 +266,7 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
         REGISTRY[r["name"]](config_from_dict(REGISTRY[r["name"]].Config, r["config"], r["name"]))
         for r in cfg["regularizers"]
     ]
-    if tc.threads and device.type == "cpu":
-        torch.set_num_threads(tc.threads)
+    _set_threads(tc, device)
     agent = agent_cls(agent_cfg, obs_dim, act_dim, low, high, regs, device=device, seed=cfg["seed"])
     if tc.cuda_graph:
         check(
@@ -291,6 +291,21 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
         )
     )
     return Run(cfg, tc, device, agent, info, normalizer, store, transitions, env_id, evaluator)
+
+
+def _set_threads(tc: TrainConfig, device: torch.device) -> None:
+    """Torch intra-op threads on CPU: ``train.threads``, or rlreg's default when it is 0."""
+    if device.type == "cpu":
+        torch.set_num_threads(tc.threads or default_threads())
+
+
+def _resolve_threads(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``train.threads=0`` becomes the count it stands for now, recorded so a resume uses it too."""
+    if cfg["train"].get("threads"):
+        return cfg
+    n = default_threads()
+    why = f"train.threads={n}  # auto: {usable_cores()} usable cores // {jobs_from_env()} job(s) (RLREG_JOBS)"
+    return dict(cfg, train=dict(cfg["train"], threads=n), applied=[*cfg.get("applied", []), why])
 
 
 def _build_minatar_run(cfg: dict[str, Any], tc: TrainConfig, device: torch.device, game: str | None) -> Run:
@@ -345,8 +360,7 @@ def _build_minatar_run(cfg: dict[str, Any], tc: TrainConfig, device: torch.devic
         REGISTRY[r["name"]](config_from_dict(REGISTRY[r["name"]].Config, r["config"], r["name"]))
         for r in cfg["regularizers"]
     ]
-    if tc.threads and device.type == "cpu":
-        torch.set_num_threads(tc.threads)
+    _set_threads(tc, device)
     agent = agent_cls(
         agent_cfg, collector.obs_shape, collector.num_actions, regs, device=device, seed=cfg["seed"]
     )
@@ -426,6 +440,7 @@ def train(
         TensorBoardLogger.check_available()  # fail before anything is written
     lock, created = _claim_run_folder(out)
     try:
+        cfg = _resolve_threads(cfg)
         run = build_run(cfg, progress=progress)  # every check runs before config.json is written
         cfg = dict(
             cfg,

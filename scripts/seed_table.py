@@ -8,7 +8,9 @@
 Each run lives in OUT/<agent>-s<seed>; a finished run (its last evaluation at --steps) is kept, an
 interrupted one is resumed from its checkpoint, so rerunning the same command continues the table.
 Runs are done seed-major (every agent for seed 0, then seed 1, ...) so a partial table is already a
-side-by-side comparison. ``--report`` prints the table without training.
+side-by-side comparison. ``--report`` prints the table without training. ``--jobs N`` trains N
+runs at once, each new run with ``cores // N`` torch threads (``RLREG_JOBS``, rlreg/threads.py):
+on a 2-core machine, ``--jobs 2`` gives each run one thread.
 
 Reported per agent (the normalized score where the task has one, else the raw return, e.g.
 MinAtar): the final evaluation's score (D4RL / CORL protocol: the last
@@ -23,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -81,7 +85,8 @@ def train(agent: str, seed: int, args: argparse.Namespace) -> None:
             cmd += ["--set", kv]
     cmd.append("--no-progress")
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    # new runs started by one of --jobs concurrent jobs get cores // jobs torch threads (rlreg/threads.py)
+    subprocess.run(cmd, check=True, env={**os.environ, "RLREG_JOBS": str(args.jobs)})
 
 
 def fmt(values: list[float]) -> str:
@@ -171,12 +176,21 @@ def main() -> None:
     )
     p.add_argument("--out", type=Path, default=Path("runs/table"))
     p.add_argument("--report", action="store_true", help="only print the table")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once (default 1); each new run gets cores // jobs torch threads",
+    )
     p.add_argument("--curves", action="store_true", help="also print the per-evaluation learning curves")
     args = p.parse_args()
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
     if not args.report:
-        for seed in args.seeds:
-            for agent in args.agents:
-                train(agent, seed, args)
+        cells = [(agent, seed) for seed in args.seeds for agent in args.agents]  # seed-major
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for done in [pool.submit(train, agent, seed, args) for agent, seed in cells]:
+                done.result()
     report(args)
 
 

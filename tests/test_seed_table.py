@@ -50,3 +50,33 @@ def test_report_prints_summary_t_and_curves(tmp_path, monkeypatch, capsys):
     assert f"Welch t, mdqn − dqn (over seeds): final {t_final:+.1f}" in out
     assert "| mdqn seed 1 | 2.0 | 5.0 | 9.0 |" in out
     assert "| mdqn | 2.0 ± 0.0 | 4.5 ± 0.7 | 8.5 ± 0.7 |" in out
+
+
+def test_jobs_train_concurrently_with_cores_over_jobs_threads(tmp_path, monkeypatch, pendulum_medium):
+    """--jobs 2: two runs at once, each new run recording cores // 2 torch threads in its config."""
+    import json
+
+    from rlreg.threads import default_threads
+
+    st = load_script()
+    argv = ["seed_table.py", "--dataset", pendulum_medium, "--agents", "td3bc", "--seeds", "0", "1"]
+    argv += [
+        "--steps",
+        "20",
+        "--eval-every",
+        "20",
+        "--eval-episodes",
+        "1",
+        "--jobs",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
+    argv += ["--set", "agent.actor_hidden=[16]", "--set", "agent.critic_hidden=[16]"]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.chdir(ROOT)
+    st.main()
+    for seed in (0, 1):
+        cfg = json.loads((tmp_path / f"td3bc-s{seed}" / "config.json").read_text())
+        assert cfg["train"]["threads"] == default_threads(jobs=2)
+        assert any("RLREG_JOBS" in line for line in cfg["applied"])

@@ -255,3 +255,38 @@ def test_evaluate_is_fresh_by_default_and_repeatable_with_seed(pendulum_medium, 
     same = evaluate_run(out, 2, seed=cfg["seed"] + cfg["train"]["eval_seed_offset"])
     assert same["return_mean"] == pytest.approx(float(trained["return_mean"]), rel=1e-6)
     assert evaluate_run(out, 2, seed=7)["return_mean"] == evaluate_run(out, 2, seed=7)["return_mean"]
+
+
+# ------------------------------------------------------------------ item 6: threads on a shared machine
+def test_default_threads_follow_cores_and_jobs_and_are_recorded(pendulum_medium, tmp_path, monkeypatch):
+    import torch
+
+    from rlreg import threads
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setenv("RLREG_JOBS", "2")
+    assert threads.default_threads() == 2 and threads.default_threads(jobs=8) == 1
+    out = tmp_path / "run"
+    train(tiny_cfg(pendulum_medium, 10), out, progress=False)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["threads"] == 2 and torch.get_num_threads() == 2
+    monkeypatch.setenv("RLREG_JOBS", "1")  # a resume keeps the count the run started with
+    resume(out, steps=20, progress=False)
+    assert torch.get_num_threads() == 2
+    monkeypatch.setenv("RLREG_JOBS", "zero")
+    with pytest.raises(RlregError, match="RLREG_JOBS"):
+        threads.default_threads()
+
+
+def test_openmp_waiting_is_set_by_the_cli_unless_the_user_did(monkeypatch):
+    from rlreg import threads
+
+    for var in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(var, raising=False)
+    assert threads.configure_openmp() and os.environ["GOMP_SPINCOUNT"] == threads.SPINCOUNT
+    monkeypatch.setenv("GOMP_SPINCOUNT", "123")
+    assert not threads.configure_openmp() and os.environ["GOMP_SPINCOUNT"] == "123"
+    probe = "import os, agents.cli as c; c.main(['agents']); print('SPIN', os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout
+    assert f"SPIN {threads.SPINCOUNT}" in out
