@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Iterator, Sequence
@@ -46,6 +47,8 @@ __all__ = ["load_minari", "write_minari", "minari_root"]
 
 _ENV_VAR = "MINARI_DATASETS_PATH"
 _EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
+_HDF5_DATA_FILE = "main_data.hdf5"
+"""The file in ``<dataset>/data/`` that holds an HDF5-format Minari dataset's episodes."""
 
 
 def minari_root(root: str | os.PathLike | None = None) -> Path:
@@ -114,6 +117,54 @@ def _check_box(space: Any, what: str, dataset_id: str) -> None:
     )
 
 
+def _hdf5_check(path: Path) -> tuple[str, str] | None:
+    """``(problem, detail)`` when HDF5 file ``path`` does not open (problem: ``missing``, ``truncated``
+    or ``unreadable``), or None.
+
+    Opening reads the superblock only: it catches a missing file, one cut short (HDF5 records its
+    end-of-file address) and one that is not HDF5; damage inside the data shows only when read.
+    """
+    import h5py
+
+    if not path.is_file():
+        return "missing", ""
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as e:
+        m = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(e))
+        if m:
+            return "truncated", f"{m.group(1)} of {m.group(2)} bytes"
+        return ("truncated", "") if "truncated" in str(e) else ("unreadable", str(e))
+    return None
+
+
+def _damaged(dataset_id: str, path: Path, what: str, detail: str = "") -> RlregError:
+    return RlregError(
+        f"Minari dataset {dataset_id!r}: its data file {path} is {what}" + (f" ({detail})" if detail else ""),
+        "restore the file (or the whole dataset folder) from a copy, re-download it "
+        f"(`minari download {dataset_id}`, for a dataset from a Minari server), or remake it "
+        "(a dataset rlreg made: `rlreg datasets make NAME --force`)",
+    )
+
+
+def _check_data_files(dataset_id: str, data_dir: Path) -> None:
+    """Clear errors for a missing/unreadable ``metadata.json`` or a missing/truncated HDF5 file."""
+    meta_path = data_dir / "metadata.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise _damaged(dataset_id, meta_path, "missing") from None
+    except (OSError, ValueError) as e:
+        raise _damaged(dataset_id, meta_path, "unreadable", str(e)) from e
+    if not isinstance(meta, dict) or meta.get("data_format", "hdf5") != "hdf5":
+        return  # another storage format (arrow): Minari checks its own files
+    data_path = data_dir / _HDF5_DATA_FILE
+    found = _hdf5_check(data_path)
+    if found is not None:
+        raise _damaged(dataset_id, data_path, *found)
+
+
 def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Transitions:
     """Load a local Minari dataset as transitions, without any network access.
 
@@ -130,8 +181,10 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
         and the dataset's reference scores (``normalizer="minari"``) when it has both.
 
     Raises:
-        RlregError: the dataset is not in the local root, cannot be read, has non-Box spaces,
-            inconsistent episodes, no steps, or NaN/inf values.
+        RlregError: the dataset is not in the local root, its ``metadata.json`` or HDF5 data file
+            is missing, truncated or damaged (the message names the file and how to restore it),
+            it cannot be read, has non-Box spaces, inconsistent episodes, no steps, or NaN/inf
+            values.
     """
     import minari
 
@@ -145,6 +198,7 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
             f"download it yourself with `minari download {dataset_id}`, or point {_ENV_VAR} "
             "(or the root argument) at the directory that holds it",
         )
+    _check_data_files(dataset_id, data_dir)
     with _datasets_root(root):
         try:
             dataset = minari.load_dataset(dataset_id, download=False)
@@ -158,15 +212,20 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
         _check_box(dataset.observation_space, "observation", dataset_id)
         _check_box(dataset.action_space, "action", dataset_id)
         episodes = []
-        for ep in dataset.iterate_episodes():
-            t = len(ep.rewards)
-            check(
-                t == 0 or len(ep.observations) == t + 1,
-                f"Minari dataset {dataset_id!r}: episode {ep.id} has {len(ep.observations)} observations for "
-                f"{t} steps (expected {t + 1})",
-                "regenerate the dataset; Minari episodes store T + 1 observations",
-            )
-            episodes.append({k: getattr(ep, k) for k in _EPISODE_KEYS})
+        try:
+            for ep in dataset.iterate_episodes():
+                t = len(ep.rewards)
+                check(
+                    t == 0 or len(ep.observations) == t + 1,
+                    f"Minari dataset {dataset_id!r}: episode {ep.id} has {len(ep.observations)} observations "
+                    f"for {t} steps (expected {t + 1})",
+                    "regenerate the dataset; Minari episodes store T + 1 observations",
+                )
+                episodes.append({k: getattr(ep, k) for k in _EPISODE_KEYS})
+        except RlregError:
+            raise
+        except (OSError, KeyError, ValueError, RuntimeError) as e:  # damage inside the HDF5 file
+            raise _damaged(dataset_id, data_dir / _HDF5_DATA_FILE, "damaged", f"reading failed: {e}") from e
         metadata = dataset.storage.metadata
         data_path = Path(dataset.storage.data_path)
         env_spec = dataset.env_spec

@@ -207,3 +207,30 @@ def test_load_rejects_non_box_dataset(tmp_path: Path, monkeypatch: pytest.Monkey
         )
     with pytest.raises(RlregError, match="action space is Discrete, only Box is supported"):
         load_minari("discrete-v0", root=tmp_path)
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated"])
+def test_missing_or_truncated_data_file_is_one_clear_error(
+    tmp_path: Path, _isolated_default_root: Path, how: str
+) -> None:
+    path = write_default(_isolated_default_root) / "data" / "main_data.hdf5"
+    if how == "missing":
+        path.unlink()
+    else:
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 3)
+    from envs.datasets import load_dataset
+
+    for load in (lambda: load_minari(DATASET_ID), lambda: load_dataset(f"minari:{DATASET_ID}")):
+        with pytest.raises(RlregError) as e:
+            load()
+        msg = str(e.value)
+        assert f"its data file {path} is {how}" in msg
+        assert "restore the file" in msg and "rlreg datasets make NAME --force" in msg
+
+
+def test_unreadable_metadata_is_one_clear_error(tmp_path: Path) -> None:
+    meta = write_default(tmp_path) / "data" / "metadata.json"
+    meta.write_text("{not json")
+    with pytest.raises(RlregError, match=r"metadata\.json is unreadable"):
+        load_minari(DATASET_ID, root=tmp_path)
