@@ -56,19 +56,32 @@ class Evaluator:
     def single_observation_space(self) -> gym.spaces.Space:
         return self.env.single_observation_space
 
-    def run(self, policy: Callable[[np.ndarray], np.ndarray]) -> EvalResult:
-        """Run one episode per sub-env with ``policy(obs_batch) -> action_batch`` (raw observations)."""
+    def run(
+        self,
+        policy: Callable[[np.ndarray], np.ndarray],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EvalResult:
+        """Run one episode per sub-env with ``policy(obs_batch) -> action_batch`` (raw observations).
+
+        ``progress``, when given, is called after every vector step as ``progress(steps, finished)``:
+        the vector steps taken so far and the number of episodes finished so far. It only observes:
+        results are the same with or without it.
+        """
         n = self.episodes
         obs, _ = self.env.reset(seed=[self.seed + i for i in range(n)])
         returns = np.zeros(n, np.float64)
         lengths = np.zeros(n, np.int64)
         active = np.ones(n, bool)
+        steps = 0
         while active.any():
             actions = policy(obs)
             obs, rew, term, trunc, _ = self.env.step(actions)
             returns += np.where(active, rew, 0.0)
             lengths += active
             active &= ~(term | trunc)
+            if progress is not None:
+                steps += 1
+                progress(steps, n - int(active.sum()))
         return EvalResult(returns, lengths)
 
     def close(self) -> None:

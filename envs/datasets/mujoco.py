@@ -25,12 +25,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from envs.datasets import DatasetRecipe, _cached_ref, register_dataset
 from envs.datasets.rollout import Episode, collect_episodes
-from envs.policies import POLICY_DIR, load_policy, shipped_policy
 from rlreg.errors import RlregError
 
 __all__ = ["ENVS", "LEVELS", "BEHAVIOUR_NOISE", "replay_snapshots", "register_all"]
@@ -43,6 +43,11 @@ NUM_ENVS = 16
 
 Progress = Callable[[int], None] | None
 
+POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+"""The shipped policies' folder, ``envs.policies.POLICY_DIR`` (not imported from there: importing
+``envs.policies`` imports torch, and listing datasets must stay cheap; the policies themselves are
+loaded with ``envs.policies`` when a dataset is made)."""
+
 
 def _uniform(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, (obs.shape[0], _ACT_DIM[obs.shape[1]])).astype(np.float32)
@@ -53,6 +58,8 @@ _ACT_DIM = {11: 3, 17: 6}
 
 
 def _refs(env: str) -> tuple[float, float]:
+    from envs.policies import shipped_policy
+
     env_id = ENVS[env]
     expert = shipped_policy(f"{env}-expert")  # raises with instructions when not shipped
     digest = hashlib.sha256((POLICY_DIR / f"{env}-expert.pt").read_bytes()).hexdigest()[:16]
@@ -96,6 +103,8 @@ def proportional_sizes(steps: list[int], size: int) -> list[int]:
 
 def _medium_replay(env: str) -> Callable[[int, int, Progress], list[Episode]]:
     def make(size: int, seed: int, progress: Progress) -> list[Episode]:
+        from envs.policies import load_policy
+
         _replay_size(env)
         snaps = replay_snapshots(env)
         sizes = proportional_sizes([s for s, _ in snaps], size)
@@ -113,6 +122,8 @@ def _medium_replay(env: str) -> Callable[[int, int, Progress], list[Episode]]:
 
 def _medium_expert(env: str) -> Callable[[int, int, Progress], list[Episode]]:
     def make(size: int, seed: int, progress: Progress) -> list[Episode]:
+        from envs.policies import shipped_policy
+
         half = size // 2
         medium = shipped_policy(f"{env}-medium").with_noise(BEHAVIOUR_NOISE)
         expert = shipped_policy(f"{env}-expert").with_noise(BEHAVIOUR_NOISE)
@@ -124,7 +135,12 @@ def _medium_expert(env: str) -> Callable[[int, int, Progress], list[Episode]]:
 
 
 def _policy(env: str, level: str) -> Callable[[], Callable]:
-    return lambda: shipped_policy(f"{env}-{level}").with_noise(BEHAVIOUR_NOISE)
+    def make() -> Callable:
+        from envs.policies import shipped_policy
+
+        return shipped_policy(f"{env}-{level}").with_noise(BEHAVIOUR_NOISE)
+
+    return make
 
 
 def register_all() -> None:

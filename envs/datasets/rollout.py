@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 __all__ = ["collect_episodes"]
@@ -31,6 +30,8 @@ def collect_episodes(
     truncated. Each episode: ``observations`` (T+1), ``actions``, ``rewards``, ``terminations``,
     ``truncations`` (T each).
     """
+    import gymnasium as gym  # here, not at import: listing datasets must not pay for gymnasium
+
     rng = np.random.default_rng(seed)
     env = gym.make_vec(
         env_id,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -52,7 +54,7 @@ def test_incomplete_folder_is_remade(tmp_path, capsys):
     ds_id = make_dataset("pendulum-random-v0", size=300, root=root)
     (root / ds_id / "rlreg.json").unlink()  # as if the process died before finishing
     again = make_dataset("pendulum-random-v0", size=300, root=root)
-    assert "incomplete" in capsys.readouterr().out
+    assert "incomplete" in capsys.readouterr().err
     assert (root / again / "rlreg.json").is_file()
 
 
@@ -107,7 +109,7 @@ def test_reference_returns_are_cached_on_disk_by_policy_identity(rlreg_home, mon
 
     calls = []
 
-    def fake_mean_return(env_id, policy, episodes=100, seed=123):
+    def fake_mean_return(env_id, policy, episodes=100, seed=123, **kwargs):
         calls.append((env_id, policy))
         return -5.0
 
@@ -141,3 +143,181 @@ def test_status_shows_no_size_where_it_depends_on_missing_policies(monkeypatch, 
     rows = {r["name"]: r for r in dataset_status(root=tmp_path / "root")}
     assert rows["hopper-medium-replay-v0"]["missing"] and rows["hopper-medium-replay-v0"]["size"] is None
     assert rows["hopper-medium-v0"]["size"] == 1_000_000
+
+
+# ---------------------------------------------------------------------- damaged made datasets
+TINY = "pendulum-tiny-v0"
+DATA = "data/main_data.hdf5"
+
+
+@pytest.fixture
+def tiny(rlreg_home, monkeypatch):
+    """A registered 400-transition Pendulum dataset, so that ``load_dataset(name)`` (default size and
+    seed, in the session's RLREG_HOME) is cheap; its folder is removed afterwards."""
+    import shutil
+
+    import envs.datasets as ds
+
+    recipe = replace(ds.DATASETS["pendulum-random-v0"], name=TINY, minari_id="rlreg/pendulum/tiny-v0")
+    monkeypatch.setitem(ds.DATASETS, TINY, replace(recipe, default_size=400))
+    folder = rlreg_home / "minari" / "rlreg" / "pendulum" / "tiny-v0"
+    shutil.rmtree(folder, ignore_errors=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _damage(path, how: str) -> None:
+    if how == "missing":
+        path.unlink()
+    elif how == "truncated":
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+    else:  # one byte changed, same size
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated", "changed"])
+def test_damaged_data_file_is_listed_and_remade_on_load(tiny, capsys, how):
+    first = load_dataset(TINY)
+    sha = json.loads((tiny / "rlreg.json").read_text())["files"][DATA]["sha256"]
+    capsys.readouterr()
+    _damage(tiny / DATA, how)
+
+    row = {r["name"]: r for r in dataset_status()}[TINY]
+    assert (row["status"], row["made"], row["problem"]) == ("damaged", False, f"{DATA} {how}")
+    assert row["fix"] == f"rlreg datasets make {TINY} --force"
+
+    again = load_dataset(TINY, progress=False)
+    err = capsys.readouterr().err
+    assert f"rlreg: dataset {TINY} is damaged ({DATA} {how}); remaking it" in err
+    assert again.digest() == first.digest()
+    assert json.loads((tiny / "rlreg.json").read_text())["files"][DATA]["sha256"] == sha
+    assert {r["name"]: r for r in dataset_status()}[TINY]["status"] == "made"
+    load_dataset(TINY)
+    assert capsys.readouterr().err == ""  # intact now: neither remade nor any progress shown
+
+
+def test_damaged_dataset_that_cannot_be_remade_names_the_fix(tiny, monkeypatch):
+    import envs.datasets as ds
+
+    make_dataset(TINY)
+    (tiny / DATA).unlink()
+
+    def no_policy() -> tuple[float, float]:
+        raise RlregError("behaviour policy 'x' is not shipped", "ship it")
+
+    monkeypatch.setitem(ds.DATASETS, TINY, replace(ds.DATASETS[TINY], reference=no_policy))
+    with pytest.raises(RlregError) as e:
+        load_dataset(TINY)
+    msg = str(e.value)
+    assert f"dataset {TINY} is damaged ({DATA} missing) and cannot be remade" in msg
+    assert "ship it" in msg and f"rlreg datasets make {TINY} --force" in msg
+    assert (tiny / "rlreg.json").is_file()  # left as it was
+
+
+def test_dataset_made_by_older_code_still_loads(tiny, capsys):
+    make_dataset(TINY)
+    rec_path = tiny / "rlreg.json"
+    rec = json.loads(rec_path.read_text())
+    rec.pop("files", None)  # as written before files were recorded
+    rec_path.write_text(json.dumps(rec))
+    mtime = (tiny / DATA).stat().st_mtime_ns
+    capsys.readouterr()
+    assert len(load_dataset(TINY)) == 400
+    assert capsys.readouterr().err == "" and (tiny / DATA).stat().st_mtime_ns == mtime  # not remade
+    assert {r["name"]: r for r in dataset_status()}[TINY]["made"] is True
+    # what can be checked without a record still is: a truncated or missing data file is remade
+    for how in ("truncated", "missing"):
+        _damage(tiny / DATA, how)
+        assert {r["name"]: r for r in dataset_status()}[TINY]["problem"] == f"{DATA} {how}"
+        assert len(load_dataset(TINY, progress=False)) == 400
+        assert f"is damaged ({DATA} {how}); remaking it" in capsys.readouterr().err
+        assert "files" in json.loads(rec_path.read_text())  # remade with the new record
+        rec_path.write_text(json.dumps(rec))
+
+
+def test_concurrent_makers_keep_the_first_complete_dataset(tmp_path, monkeypatch, capsys):
+    """Another process finishes the same dataset while this one writes: its copy is kept."""
+    import rlreg.data.minari_io as mio
+
+    real = mio.write_minari
+    root = tmp_path / "m"
+    raced = []
+
+    def racing_write(*args, **kwargs):
+        if not raced:
+            raced.append(True)
+            make_dataset("pendulum-random-v0", size=300, root=root)  # "the other process"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mio, "write_minari", racing_write)
+    import envs.datasets as ds
+
+    monkeypatch.setattr(ds, "write_minari", racing_write, raising=False)  # where imported at the top
+    ds_id = make_dataset("pendulum-random-v0", size=300, root=root, progress=False)
+    assert raced and len(load_minari(ds_id, root=root)) == 300
+    assert [p.name for p in root.iterdir()] == ["rlreg"]  # no temporary folders left
+    assert "remaking" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- progress
+def test_progress_while_making_reference_returns_and_data(tmp_path, monkeypatch, capsys):
+    import envs.datasets as ds
+
+    monkeypatch.setenv("RLREG_HOME", str(tmp_path / "home"))  # no cached reference returns
+    monkeypatch.setattr(ds, "_REF_CACHE", {})
+    make_dataset("pendulum-random-v0", size=2000, root=tmp_path / "m")
+    err = capsys.readouterr().err
+    for level in ("random", "expert"):
+        assert f"reference return of Pendulum-v1 {level} policy, 100 episodes" in err
+    assert "100/100 episodes done" in err
+    assert "making pendulum-random-v0" in err and "2000/2000" in err
+    make_dataset("pendulum-random-v0", size=2000, root=tmp_path / "m")
+    assert capsys.readouterr().err == ""  # already made: silent
+    monkeypatch.setattr(ds, "_REF_CACHE", {})
+    (tmp_path / "home" / "cache" / "refs.json").unlink()
+    make_dataset("pendulum-random-v0", size=100, root=tmp_path / "m", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_evaluator_progress_only_observes():
+    from envs.evaluation import Evaluator
+
+    ticks: list[tuple[int, int]] = []
+    results = []
+    for progress in (None, lambda steps, done: ticks.append((steps, done))):
+        ev = Evaluator("Pendulum-v1", 3, 7)
+        results.append(ev.run(lambda obs: np.zeros((len(obs), 1), np.float32), progress=progress))
+        ev.close()
+    np.testing.assert_array_equal(results[0].returns, results[1].returns)
+    assert ticks[0] == (1, 0) and ticks[-1] == (200, 3) and len(ticks) == 200
+
+
+# ---------------------------------------------------------------------- cheap listing
+def test_listing_datasets_imports_no_torch_minari_or_gymnasium(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import h5py
+
+    # one dataset made by older code (no files in rlreg.json: its HDF5 file is opened to check it)
+    folder = tmp_path / "minari" / "rlreg" / "pendulum" / "random-v0"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "metadata.json").write_text("{}")
+    with h5py.File(folder / DATA, "w") as f:
+        f["x"] = np.zeros(3)
+    (folder / "rlreg.json").write_text(json.dumps({"name": "pendulum-random-v0", "size": 100000}))
+    code = (
+        "import sys, envs.datasets as d; rows = d.dataset_status(); "
+        "print([r['name'] for r in rows if r['made']], "
+        "[m for m in ('torch', 'minari', 'gymnasium') if m in sys.modules])"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "RLREG_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo, env=env
+    )
+    assert out.stdout.strip() == "['pendulum-random-v0'] []"
