@@ -136,3 +136,10 @@ def test_cli_refuses_crafted_files(tmp_path: Path, pendulum_medium: str, command
     assert proc.returncode == 2, proc.stderr
     assert "arbitrary code" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists()
+
+
+def test_garbage_bytes_are_corrupt_not_unsafe(tmp_path: Path) -> None:
+    (tmp_path / "c.pt").write_bytes(b"not a torch file at all" * 10)
+    with pytest.raises(RlregError, match="truncated or corrupt") as e:
+        load_checkpoint(tmp_path / "c.pt")
+    assert not isinstance(e.value, UnsafeFileError)
