@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -245,8 +246,12 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     rows = dataset_status()
     print(f"{'name':28s} {'env':16s} {'status':9s} {'size':>9s}  where")
     for r in rows:
-        status = "made" if r["made"] else ("needs" if r["missing"] else "not made")
+        status = r.get("status", "made" if r["made"] else "not made")
+        if r["missing"] and not r["made"]:
+            status = "needs"
         where = r["path"] or (r["missing"] if r["missing"] else "minari:" + r["minari_id"])
+        if r.get("problem"):  # damaged or incomplete: what is wrong and the command that mends it
+            where = f"{r['problem']}; fix: {r['fix']}" if r.get("fix") else r["problem"]
         size = "-" if r["size"] is None else str(r["size"])
         print(f"{r['name']:28s} {r['env_id']:16s} {status:9s} {size:>9}  {where}")
     print("\nAlso accepted by --dataset: d4rl:PATH.hdf5 (D4RL files) and minari:ID (local Minari datasets).")
@@ -287,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RlregError as e:
         print(f"rlreg: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `rlreg datasets | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("rlreg: interrupted; resume with `rlreg train --resume RUN_DIR`", file=sys.stderr)
         return 130

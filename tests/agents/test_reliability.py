@@ -290,3 +290,15 @@ def test_openmp_waiting_is_set_by_the_cli_unless_the_user_did(monkeypatch):
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout
     assert f"SPIN {threads.SPINCOUNT}" in out
+
+
+def test_datasets_listing_shows_a_damaged_dataset_and_its_fix(tmp_path, capsys, monkeypatch):
+    from envs.datasets import make_dataset
+
+    monkeypatch.setenv("RLREG_HOME", str(tmp_path))
+    dataset_id = make_dataset("pendulum-random-v0", progress=False)
+    (tmp_path / "minari" / dataset_id / "data" / "main_data.hdf5").unlink()
+    capsys.readouterr()
+    assert main(["datasets"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("pendulum-random-v0"))
+    assert "damaged" in line and "rlreg datasets make pendulum-random-v0 --force" in line
