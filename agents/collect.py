@@ -9,9 +9,10 @@ Episode returns are summed on the device (no host synchronisation per step) and 
 
 With ``greedy_envs`` > 0, that many more environments are stepped beside them every step with the
 agent's greedy action (DVW's protocol: one concurrent greedy environment whose episode returns,
-smoothed over 50 episodes, are the reported curve; research/beer_mdvi.md §2.6). Their transitions
-never reach the replay and their random streams are their own, so training is the same with or
-without them. Their finished episodes' returns go to a small ring on the device, read when logging.
+smoothed over 50 episodes, are the reported curve; matsuolab/Deep-Variance-Weighting-MinAtar @
+dd3d7c8). Their transitions never reach the replay and their random streams are their own, so
+training is the same with or without them. Their finished episodes' returns go to a small ring on
+the device, read when logging.
 """
 
 from __future__ import annotations

@@ -76,7 +76,11 @@ class MinAtarQNet(nn.Module):
 
 @dataclass
 class DQNConfig:
-    """Hyper-parameters of the DQN learner (defaults: the DVW MinAtar setup, research §2.6)."""
+    """Hyper-parameters of the DQN learner.
+
+    Defaults: the DVW MinAtar setup (arXiv:2305.13185 §7.2.2; matsuolab/Deep-Variance-Weighting-MinAtar
+    @ dd3d7c8).
+    """
 
     conv_channels: int = 16
     """Channels of the Q-net's 3×3 convolution (MinAtar: 16)."""

@@ -1,7 +1,7 @@
 """Batched MinAtar in torch (CPU and CUDA): all five games stepping N environments at once.
 
 Our own batched design (state as tensors: positions, slot tensors, row bitmasks), written from
-MinAtar's behavioural description (Young & Tian 2019; ``../shared/research``). The GPL ``minatar``
+MinAtar's behavioural description (Young & Tian 2019, arXiv:1903.03176). The GPL ``minatar``
 package was read and run to pin down exact mechanics (update order, constants, quirks), never
 copied, and is only a test-time reference: the tests replay it in lockstep with our games and
 compare every frame, and compare random-policy return/length distributions. See

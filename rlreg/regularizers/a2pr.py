@@ -1,6 +1,6 @@
 r"""A2PR: Adaptive Advantage-guided Policy Regularization (Liu et al., ICML 2024, arXiv:2405.19909).
 
-Three parts, reimplemented from the official code's behaviour (research notes §3):
+Three parts, reimplemented from the behaviour of the official code (ltlhuuu/A2PR):
 
 1. **Value net** :math:`V(s)` (4×256, Adam 3e-4, no target copy), after each critic step:
 

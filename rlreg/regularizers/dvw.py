@@ -3,8 +3,8 @@ r"""Deep Variance Weighting (DVW): inverse-variance weights on the TD loss of DQ
 Paper: Kitamura, Kozuno, Tang, Vieillard, Valko, Yang, Yoshida, Pietquin, Geist, Yoshida & Matsuo,
 *Regularization and Variance-Weighted Regression Achieves Minimax Optimality in Linear MDPs: Theory
 and Practice*, ICML 2023 (arXiv:2305.13185), built on MDVI (Kozuno et al. 2022). Reimplemented from
-the research notes (``research/beer_mdvi.md`` §2.5–2.6, the MinAtar setup as ground truth), not
-from the official code (which has no license).
+the paper and the described behaviour of the official code (matsuolab/Deep-Variance-Weighting-MinAtar
+@ dd3d7c8, the MinAtar setup as ground truth), not copied from it (it has no license).
 
 Least squares weighted by the inverse variance of the next-state value is what makes MDVI minimax
 optimal in linear MDPs; DVW learns that variance with a network. Per update, on the agent's batch:

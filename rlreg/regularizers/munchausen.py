@@ -4,8 +4,8 @@ Papers: Vieillard, Pietquin & Geist, *Munchausen Reinforcement Learning*, NeurIP
 (arXiv:2007.14430); Vieillard et al., *Leverage the Average*, NeurIPS 2020; Kozuno, Yang, Vieillard
 et al., *KL-Entropy-Regularized RL with a Generative Model is Minimax Optimal* (MDVI), 2022;
 Kitamura et al., *Regularization and Variance-Weighted Regression Achieves Minimax Optimality in
-Linear MDPs*, ICML 2023 (arXiv:2305.13185). Reimplemented from the research notes
-(``research/beer_mdvi.md`` §2.1–2.4), not from official code.
+Linear MDPs*, ICML 2023 (arXiv:2305.13185). Reimplemented from the papers
+(and the described behaviour of google-research munchausen_rl/), not from official code.
 
 The ``critic_target`` hook replaces the DQN max target with
 
@@ -22,7 +22,7 @@ computed stably as :math:`\tau_M \ln\bar\pi = \bar q - \max\bar q - \tau_M \log\
 weight τ (M-DQN Thm 1).
 
 Parametrisation: this file takes MDVI's ``kl_coef`` κ and ``ent_coef`` τ. The same quantities
-under other names (research §2.1):
+under other names (M-DQN §3, Leverage the Average §4, MDVI §3):
 
 ============================  ==============  ==================  ===============  ===============
 paper                         KL coef         entropy coef        temperature      mixing coef
