@@ -575,7 +575,7 @@ def _loop(
     ep_returns: list[float] = []
     steps_since_log = 0
     if window is not None:  # rows of a resumed run average the same steps as an uninterrupted run's
-        acc.load_state_dict(window["metrics"])
+        acc.load_state_dict(window["metrics"], run.device)
         counts.update(window["counts"])
         ep_returns = list(window["ep_returns"])
         steps_since_log = int(window["steps"])

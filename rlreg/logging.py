@@ -44,9 +44,9 @@ class MetricAccumulator:
             "counts": dict(self._counts),
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue the window :meth:`state_dict` saved (sums go back to their device on the next add)."""
-        self._sums = {k: v.clone() for k, v in state["sums"].items()}
+    def load_state_dict(self, state: Mapping[str, Any], device: torch.device | str = "cpu") -> None:
+        """Continue the window :meth:`state_dict` saved, with the sums on the training ``device``."""
+        self._sums = {k: v.to(device).clone() for k, v in state["sums"].items()}
         self._counts = {k: int(c) for k, c in state["counts"].items()}
 
     def flush(self) -> dict[str, float]:
