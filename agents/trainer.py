@@ -382,17 +382,17 @@ def _build_minatar_run(cfg: dict[str, Any], tc: TrainConfig, device: torch.devic
 
 
 # ---------------------------------------------------------------------- training
-def _claim_run_folder(out: Path) -> tuple[FolderLock, bool]:
+def _claim_run_folder(out: Path) -> tuple[FolderLock, list[Path]]:
     """Check that ``out`` can hold a new run, create it and lock it: before anything is loaded.
 
-    Returns the held lock and whether the folder was created here (so a run that fails while
-    being built can remove it again). A second writer stops here, naming the holder's PID.
+    Returns the held lock and the folders created here, deepest first (so a run that fails while
+    being built can remove them again). A second writer stops here, naming the holder's PID.
     """
     for parent in [out, *out.parents]:
         if parent.exists() and not parent.is_dir():
             where = "is an existing file" if parent == out else f"lies under {parent}, which is a file"
             raise RlregError(f"--out {out} {where}", "choose --out DIR, a folder that does not exist yet")
-    created = not out.exists()
+    created = [p for p in [out, *out.parents] if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = FolderLock(
@@ -414,13 +414,14 @@ def _claim_run_folder(out: Path) -> tuple[FolderLock, bool]:
     return lock, created
 
 
-def _release_new_folder(out: Path, lock: FolderLock, created: bool) -> None:
+def _release_new_folder(out: Path, lock: FolderLock, created: list[Path]) -> None:
     """Undo :func:`_claim_run_folder` after a failure: no empty run folder is left behind."""
     lock.release()
     if created and not (out / "config.json").exists():
         lock.path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            out.rmdir()  # only when empty: never removes anything but the lock file
+        for folder in created:  # deepest first; rmdir removes only empty folders
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def train(

@@ -175,13 +175,14 @@ def test_out_in_a_folder_without_write_permission(tmp_path, capsys):  # pragma: 
     assert "cannot write the run folder" in capsys.readouterr().err
 
 
-def test_failed_run_leaves_no_folder_and_names_none(tmp_path, capsys):
-    out = tmp_path / "never"
-    # a bad value the agent only sees when it is built (after the folder was claimed)
-    code = main(["train", "td3bc", "--dataset", "hopper-mediun-v0", "--out", str(out)])
+@pytest.mark.parametrize("nested", [False, True])
+def test_failed_run_leaves_no_folder_and_names_none(tmp_path, capsys, nested):
+    out = tmp_path / "never" / "exp" / "seed0" if nested else tmp_path / "never"
+    # a dataset that fails only when it is loaded (after the folder was claimed)
+    code = main(["train", "td3bc", "--dataset", f"d4rl:{tmp_path / 'absent.hdf5'}", "--out", str(out)])
     assert code == 2
     assert "run folder" not in capsys.readouterr().out
-    assert not out.exists()
+    assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.parametrize("content", ["{not json", "{}", "[]", '{"agent": "td3"}'])
