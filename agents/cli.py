@@ -270,9 +270,9 @@ def _cmd_agents(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rlreg.threads import configure_openmp
+    from rlreg.threads import configure_runtime
 
-    configure_openmp()  # before anything starts torch's OpenMP runtime (rlreg/threads.py)
+    configure_runtime()  # before torch starts MKL and OpenMP: thread-independent numerics, short spins
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

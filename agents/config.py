@@ -73,11 +73,10 @@ class TrainConfig:
     tensorboard: bool = False
     """Also write TensorBoard scalars under the run folder (needs rlreg[tensorboard])."""
     threads: int = 0
-    """On CPU, torch intra-op threads for training. 0: rlreg's default, usable cores // ``$RLREG_JOBS``
-    (1 unless a runner starting several jobs sets it), resolved when the run starts and recorded in
-    config.json (a resume uses the same count: results depend on it). 1 per process is best when
-    several runs share the cores, and leaves the other core to PRDC's neighbour search, which then
-    overlaps the critic step (docs/benchmarks.md)."""
+    """On CPU, torch intra-op threads. 0: follow the load, usable cores // jobs, where jobs is the
+    larger of ``$RLREG_JOBS`` (set by runners that start several jobs) and the rlreg runs training
+    on this machine, re-read every few seconds (results do not change: the ``rlreg`` command makes
+    matrix products thread-count independent, rlreg/threads.py). N > 0: exactly N threads."""
     num_envs: int = 1
     """Online MinAtar: training environments stepped together; ``steps``, ``learning_starts``, logging,
     evaluation and checkpoint intervals count environment steps summed over them (``steps`` must be

@@ -57,7 +57,7 @@ from rlreg.errors import RlregError, check
 from rlreg.locking import FolderLock
 from rlreg.logging import CSVLogger, MetricAccumulator, TensorBoardLogger, truncate_csv
 from rlreg.regularizers import REGISTRY, SetupSource
-from rlreg.threads import default_threads, jobs_from_env, usable_cores
+from rlreg.threads import ThreadGovernor, default_threads
 
 __all__ = ["Run", "train", "resume", "evaluate_run", "resolve_device", "build_run", "new_run_dir"]
 
@@ -299,15 +299,6 @@ def _set_threads(tc: TrainConfig, device: torch.device) -> None:
         torch.set_num_threads(tc.threads or default_threads())
 
 
-def _resolve_threads(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``train.threads=0`` becomes the count it stands for now, recorded so a resume uses it too."""
-    if cfg["train"].get("threads"):
-        return cfg
-    n = default_threads()
-    why = f"train.threads={n}  # auto: {usable_cores()} usable cores // {jobs_from_env()} job(s) (RLREG_JOBS)"
-    return dict(cfg, train=dict(cfg["train"], threads=n), applied=[*cfg.get("applied", []), why])
-
-
 def _build_minatar_run(cfg: dict[str, Any], tc: TrainConfig, device: torch.device, game: str | None) -> Run:
     """Online discrete-action run on batched MinAtar: environments, replay, agent, evaluator."""
     kind = cfg["agent"]
@@ -441,7 +432,6 @@ def train(
         TensorBoardLogger.check_available()  # fail before anything is written
     lock, created = _claim_run_folder(out)
     try:
-        cfg = _resolve_threads(cfg)
         run = build_run(cfg, progress=progress)  # every check runs before config.json is written
         cfg = dict(
             cfg,
@@ -712,6 +702,8 @@ def _loop(
         """A multiple of ``every`` lies in (prev, now] (``now % every == 0`` for steps of 1)."""
         return bool(every) and now // every > prev // every
 
+    # CPU threads follow the rlreg jobs running on this machine (rlreg/threads.py)
+    governor = ThreadGovernor(tc.threads) if run.device.type == "cpu" else None
     t_start = time.perf_counter()
     t_log = t_bar = t_ckpt = time.perf_counter()
     ckpt_seconds = 60.0 * tc.checkpoint_minutes
@@ -767,6 +759,8 @@ def _loop(
             if due(tc.snapshot_every, prev, step):
                 snapshot(step)
             now = time.perf_counter()
+            if governor is not None:
+                governor.poll(now)
             if bar is not None and (now - t_bar >= BAR_SECONDS or is_last):  # by time, not by logging
                 bar.update(step - bar.n)
                 t_bar = now
@@ -780,6 +774,8 @@ def _loop(
             if callback is not None:
                 callback(step, run)
     finally:
+        if governor is not None:
+            governor.close()
         if bar is not None:
             bar.close()
         if tb:
@@ -789,6 +785,11 @@ def _loop(
 
     wall += time.perf_counter() - t_start
     summary = _summary(run, evals, step, wall, start)
+    if governor is not None:
+        summary["threads"] = governor.threads
+        summary["threads_policy"] = (
+            "fixed" if governor.fixed else ("adaptive" if governor.adaptive else "start")
+        )
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, out / "summary.json")

@@ -1,30 +1,57 @@
-"""CPU threads for training runs that may share a machine with other jobs.
+"""CPU threads for training runs that may share a machine with other runs.
 
-Measured here (2-core machine, TD3+BC, ``docs/benchmarks.md``): with torch's defaults (one thread
-per core, GNU OpenMP spinning up to 300k iterations at each barrier) two concurrent runs each ran
-at about a fifth of one alone and four at a few percent, because spinning threads of one process
-hold the cores another process's threads wait for. rlreg's defaults:
+Measured here (2-core machine, TD3+BC; ``scripts/bench_threads.py``, ``docs/benchmarks.md``): with
+torch's defaults (one thread per core, GNU OpenMP spinning up to 300k iterations at each barrier)
+two concurrent runs each ran at about a fifth of one alone, and four at a few percent: the spinning
+threads of one process hold the cores that another process's threads wait for. rlreg's answer:
 
-* **threads** (``train.threads=0``): ``usable cores // jobs``, where usable cores are the ones this
-  process may run on (``os.sched_getaffinity``) and ``jobs`` is ``$RLREG_JOBS`` (set by runners
-  that start several jobs; default 1). Resolved once when a run starts and written into its
-  ``config.json``, so a resumed run uses the same count (results depend on the thread count).
-* **OpenMP waiting**: threads spin briefly, then sleep (``GOMP_SPINCOUNT``), so oversubscribed
-  cores degrade gracefully instead of collapsing. Only in effect when set before torch starts
-  OpenMP (the ``rlreg`` command does it first thing), and never over a value the user set.
+* **Results that do not depend on the thread count.** The ``rlreg`` command runs MKL in strict
+  conditional-numerical-reproducibility mode (``MKL_CBWR=AUTO,STRICT``: matrix products give the
+  same bits for any thread count, at a cost of a few percent), checked for every recipe by
+  comparing runs at 1 and 2 threads. So the thread count can follow the load without changing a
+  single number, and a resumed or repeated run is exact whatever else runs beside it.
+* **Threads follow the jobs** (``train.threads=0``): ``usable cores // jobs``, where usable cores
+  are the ones this process may run on (``os.sched_getaffinity``) and jobs is the larger of
+  ``$RLREG_JOBS`` (set by runners that start several jobs) and the rlreg runs training on this
+  machine now (each holds a lock file in :func:`jobs_dir`). Re-read every few seconds by
+  :class:`ThreadGovernor`; where the numerics are not thread-independent (torch was imported
+  before rlreg could set ``MKL_CBWR``) the count is fixed when the run starts.
+* **Short spinning** (``GOMP_SPINCOUNT=1000``; libgomp's default is 300000): an idle OpenMP thread
+  soon sleeps, so cores shared for a moment (another run starting, other programs) slow a run
+  down instead of stalling it. At 1000 a run alone loses nothing measurable.
+
+Both variables are set by :func:`configure_runtime` only before torch is imported and never over
+a value the user set. The ``rlreg`` command calls it first thing; in a notebook, call it before
+``import torch`` to get the same behaviour.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-__all__ = ["usable_cores", "jobs_from_env", "default_threads", "configure_openmp", "SPINCOUNT"]
+__all__ = [
+    "usable_cores",
+    "jobs_from_env",
+    "jobs_dir",
+    "running_jobs",
+    "default_threads",
+    "configure_runtime",
+    "thread_independent",
+    "ThreadGovernor",
+    "SPINCOUNT",
+    "CBWR",
+]
 
-SPINCOUNT = "10000"
-"""``GOMP_SPINCOUNT`` rlreg sets (libgomp's default is 300000): chosen by measurement, see
-``scripts/bench_threads.py``."""
+SPINCOUNT = "1000"
+"""``GOMP_SPINCOUNT`` rlreg sets (measured: 1000 keeps a lone run's speed; see module docstring)."""
+CBWR = "AUTO,STRICT"
+"""``MKL_CBWR`` rlreg sets: bitwise results independent of the thread count."""
 
-_OPENMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+_state = {"runtime_set": False}
 
 
 def usable_cores() -> int:
@@ -51,18 +78,109 @@ def jobs_from_env() -> int:
     return jobs
 
 
+def jobs_dir() -> Path:
+    """Where training runs on this machine register (``$RLREG_JOBS_DIR``, default a per-user temp folder)."""
+    default = Path(tempfile.gettempdir()) / f"rlreg-jobs-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    return Path(os.environ.get("RLREG_JOBS_DIR") or default)
+
+
+def running_jobs(folder: Path | None = None) -> int:
+    """Training runs registered in ``folder`` whose process is alive (stale entries are removed)."""
+    from rlreg.locking import try_lock_file
+
+    folder = folder or jobs_dir()
+    live = 0
+    try:
+        entries = list(folder.glob("*.job"))
+    except OSError:
+        return 0
+    for entry in entries:
+        held = try_lock_file(entry)
+        if held is None:  # locked: its process is alive
+            live += 1
+        else:  # nobody holds it: the run ended without cleaning up (killed)
+            held.release()
+            entry.unlink(missing_ok=True)
+    return live
+
+
 def default_threads(jobs: int | None = None) -> int:
     """Torch intra-op threads for one of ``jobs`` concurrent runs: ``max(1, usable cores // jobs)``."""
     return max(1, usable_cores() // (jobs if jobs is not None else jobs_from_env()))
 
 
-def configure_openmp() -> bool:
-    """Set rlreg's OpenMP waiting policy unless the user set one; True when it was set here.
+def configure_runtime() -> bool:
+    """Set ``MKL_CBWR`` and ``GOMP_SPINCOUNT`` (module docstring) unless the user set them.
 
-    Takes effect only if torch has not started its OpenMP runtime yet (call it before importing
-    torch); later calls change nothing.
+    Only before torch is imported (they are read when its libraries start); returns whether the
+    thread-independent numerics are in effect for this process.
     """
-    if any(v in os.environ for v in _OPENMP_VARS):
-        return False
-    os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
-    return True
+    if "torch" in sys.modules:
+        return _state["runtime_set"]
+    if not any(v in os.environ for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+        os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
+    if "MKL_CBWR" not in os.environ:
+        os.environ["MKL_CBWR"] = CBWR
+    _state["runtime_set"] = os.environ["MKL_CBWR"].upper().replace(" ", "") == CBWR
+    return _state["runtime_set"]
+
+
+def thread_independent() -> bool:
+    """Whether this process's numerics were set up (before torch) to ignore the thread count."""
+    return _state["runtime_set"]
+
+
+class ThreadGovernor:
+    """Keeps torch's CPU threads at ``usable cores // jobs`` while a run trains.
+
+    ``fixed`` (``train.threads`` > 0) pins the count. Otherwise the run registers in
+    :func:`jobs_dir` and, when numerics are thread-independent, :meth:`poll` re-counts the running
+    jobs every ``interval`` seconds and adapts; else the count chosen at the start stays.
+    """
+
+    def __init__(self, fixed: int = 0, interval: float = 5.0) -> None:
+        import torch
+
+        self._torch = torch
+        self.fixed = int(fixed)
+        self.interval = float(interval)
+        self.adaptive = not self.fixed and thread_independent()
+        self._entry = None
+        if not self.fixed:
+            self._register()
+        self._last = time.perf_counter()
+        self.threads = self.fixed or self._wanted()
+        torch.set_num_threads(self.threads)
+
+    def _register(self) -> None:
+        from rlreg.locking import try_lock_file
+
+        folder = jobs_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._entry = try_lock_file(folder / f"{os.getpid()}-{id(self)}.job")
+        except OSError:  # no shared temp folder: count only $RLREG_JOBS
+            self._entry = None
+
+    def _wanted(self) -> int:
+        return default_threads(max(jobs_from_env(), running_jobs() if self._entry is not None else 1))
+
+    def poll(self, now: float | None = None) -> int:
+        """Adapt the thread count if ``interval`` has passed; returns the count in effect."""
+        if not self.adaptive:
+            return self.threads
+        now = time.perf_counter() if now is None else now
+        if now - self._last >= self.interval:
+            self._last = now
+            wanted = self._wanted()
+            if wanted != self.threads:
+                self.threads = wanted
+                self._torch.set_num_threads(wanted)
+        return self.threads
+
+    def close(self) -> None:
+        """Leave the registry (the OS also drops the entry's lock if the process dies)."""
+        if self._entry is not None:
+            entry, self._entry = self._entry, None
+            entry.release()
+            entry.path.unlink(missing_ok=True)

@@ -77,6 +77,5 @@ def test_jobs_train_concurrently_with_cores_over_jobs_threads(tmp_path, monkeypa
     monkeypatch.chdir(ROOT)
     st.main()
     for seed in (0, 1):
-        cfg = json.loads((tmp_path / f"td3bc-s{seed}" / "config.json").read_text())
-        assert cfg["train"]["threads"] == default_threads(jobs=2)
-        assert any("RLREG_JOBS" in line for line in cfg["applied"])
+        summary = json.loads((tmp_path / f"td3bc-s{seed}" / "summary.json").read_text())
+        assert summary["threads"] == default_threads(jobs=2)

@@ -259,38 +259,91 @@ def test_evaluate_is_fresh_by_default_and_repeatable_with_seed(pendulum_medium, 
 
 
 # ------------------------------------------------------------------ item 6: threads on a shared machine
-def test_default_threads_follow_cores_and_jobs_and_are_recorded(pendulum_medium, tmp_path, monkeypatch):
+def test_threads_follow_cores_and_running_jobs(tmp_path, monkeypatch):
     import torch
 
     from rlreg import threads
+    from rlreg.locking import try_lock_file
 
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
-    monkeypatch.setenv("RLREG_JOBS", "2")
-    assert threads.default_threads() == 2 and threads.default_threads(jobs=8) == 1
-    out = tmp_path / "run"
-    train(tiny_cfg(pendulum_medium, 10), out, progress=False)
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["train"]["threads"] == 2 and torch.get_num_threads() == 2
-    monkeypatch.setenv("RLREG_JOBS", "1")  # a resume keeps the count the run started with
-    resume(out, steps=20, progress=False)
-    assert torch.get_num_threads() == 2
+    monkeypatch.setenv("RLREG_JOBS_DIR", str(tmp_path / "jobs"))
+    monkeypatch.setitem(threads._state, "runtime_set", True)  # as under the rlreg command
+    monkeypatch.delenv("RLREG_JOBS", raising=False)
+    assert threads.default_threads() == 4 and threads.default_threads(jobs=8) == 1
+    gov = threads.ThreadGovernor(interval=0.0)
+    try:
+        assert gov.adaptive and gov.threads == 4 and torch.get_num_threads() == 4
+        others = [try_lock_file(tmp_path / "jobs" / f"other{i}.job") for i in range(3)]  # 3 more runs
+        assert gov.poll() == 1 and torch.get_num_threads() == 1
+        for o in others[1:]:
+            o.release()  # two of them end (killed: entries stay, their locks go)
+        assert gov.poll() == 2 and threads.running_jobs() == 2
+        assert len(list((tmp_path / "jobs").glob("*.job"))) == 2  # stale entries removed
+        monkeypatch.setenv("RLREG_JOBS", "4")  # a runner says 4 jobs: never more than cores // 4
+        assert gov.poll() == 1
+        others[0].release()
+    finally:
+        gov.close()
+    assert threads.running_jobs() == 0
+    assert threads.ThreadGovernor(fixed=3).poll() == 3  # train.threads=N pins N
+    monkeypatch.setitem(threads._state, "runtime_set", False)
+    pinned = threads.ThreadGovernor(interval=0.0)  # numerics depend on threads here: no adapting
+    try_lock_file(tmp_path / "jobs" / "late.job")
+    assert not pinned.adaptive and pinned.poll() == pinned.threads
+    pinned.close()
     monkeypatch.setenv("RLREG_JOBS", "zero")
     with pytest.raises(RlregError, match="RLREG_JOBS"):
         threads.default_threads()
 
 
-def test_openmp_waiting_is_set_by_the_cli_unless_the_user_did(monkeypatch):
-    from rlreg import threads
+def test_rlreg_command_sets_thread_independent_numerics_unless_the_user_did():
+    probe = (
+        "import os, agents.cli as c, rlreg.threads as t; c.main(['agents']); "
+        "print('SET', os.environ.get('GOMP_SPINCOUNT'), os.environ.get('MKL_CBWR'), t.thread_independent())"
+    )
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "MKL_CBWR")
+    }
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean).stdout
+    assert "SET 1000 AUTO,STRICT True" in out
+    mine = {**clean, "GOMP_SPINCOUNT": "123", "MKL_CBWR": "COMPATIBLE"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=mine).stdout
+    assert "SET 123 COMPATIBLE False" in out
 
-    for var in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
-        monkeypatch.delenv(var, raising=False)
-    assert threads.configure_openmp() and os.environ["GOMP_SPINCOUNT"] == threads.SPINCOUNT
-    monkeypatch.setenv("GOMP_SPINCOUNT", "123")
-    assert not threads.configure_openmp() and os.environ["GOMP_SPINCOUNT"] == "123"
-    probe = "import os, agents.cli as c; c.main(['agents']); print('SPIN', os.environ.get('GOMP_SPINCOUNT'))"
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout
-    assert f"SPIN {threads.SPINCOUNT}" in out
+
+def hopper_shaped_file(path: Path, n: int = 3000) -> str:
+    """Synthetic D4RL-schema data with Hopper's shapes (11-d states, 3-d actions), no env named."""
+    import numpy as np
+
+    from rlreg.data.d4rl import write_d4rl_hdf5
+
+    rng = np.random.default_rng(0)
+    write_d4rl_hdf5(
+        path,
+        observations=rng.normal(size=(n, 11)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
+        rewards=rng.normal(size=n).astype(np.float32),
+        terminals=rng.uniform(size=n) < 0.01,
+        timeouts=np.arange(n) % 500 == 499,
+    )
+    return f"d4rl:{path}"
+
+
+@pytest.mark.parametrize("recipe", ["td3bc", "prdc"])
+def test_results_do_not_depend_on_the_thread_count(tmp_path, recipe):
+    """Under the rlreg command's settings, 1 and 2 threads give the same metrics bit for bit (with
+    MKL's default dispatch, torch imported first, these Hopper-shaped runs differ by step 100)."""
+    spec = hopper_shaped_file(tmp_path / "hopper-shaped.hdf5")
+    rows = []
+    for t in (1, 2):
+        out = tmp_path / f"t{t}"
+        args = ["train", recipe, "--dataset", spec, "--steps", "300", "--eval-episodes", "0"]
+        args += ["--set", "train.log_every=100", "--set", f"train.threads={t}", "--out", str(out)]
+        env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+        proc = subprocess.run([sys.executable, "-m", "agents.cli", *args, "--no-progress"], env=env)
+        assert proc.returncode == 0
+        rows.append(csv_without_wall_clock(out / "metrics.csv"))
+    assert rows[0] == rows[1]
 
 
 def test_datasets_listing_shows_a_damaged_dataset_and_its_fix(tmp_path, capsys, monkeypatch):
