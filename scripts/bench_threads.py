@@ -5,10 +5,11 @@ lets them train for ``--seconds`` after their first logged row, and reads each r
 own ``metrics.csv`` (steps and wall time between the first and the last row). Two variants, run
 one after the other in this one command:
 
-* ``before``: torch's defaults as rlreg had them: one thread per core (``train.threads`` = cores)
-  and libgomp's default spinning (``GOMP_SPINCOUNT=300000``, what libgomp uses when
-  ``OMP_WAIT_POLICY`` is unset);
-* ``after``: rlreg's defaults (``rlreg/threads.py``), nothing set.
+* ``before``: torch's defaults as rlreg had them: one thread per core (``train.threads`` = cores),
+  libgomp's default spinning and MKL's default dispatch (the CLI is started after ``import
+  torch``, so rlreg cannot set ``GOMP_SPINCOUNT``/``MKL_CBWR``, exactly as before);
+* ``after``: rlreg's defaults (``rlreg/threads.py``), nothing set: each run registers, and the runs
+  settle at ``cores // running jobs`` threads within seconds.
 
     python scripts/bench_threads.py                          # 1, 2, 4 jobs, 40 s each
     python scripts/bench_threads.py --jobs 1 2 --seconds 20 --variants after
@@ -31,9 +32,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-VARIANTS = {
-    "before": lambda cores: ({"GOMP_SPINCOUNT": "300000"}, [f"train.threads={cores}"]),
-    "after": lambda cores: ({}, []),
+TORCH_FIRST = "import sys, torch, agents.cli; sys.exit(agents.cli.main(sys.argv[1:]))"
+VARIANTS = {  # variant -> (launcher, extra --set values)
+    "before": lambda cores: ([sys.executable, "-c", TORCH_FIRST], [f"train.threads={cores}"]),
+    "after": lambda cores: ([sys.executable, "-m", "agents.cli"], []),
 }
 
 
@@ -50,15 +52,13 @@ def rate(metrics: Path) -> float | None:
 
 
 def run_jobs(n: int, variant: str, args: argparse.Namespace, root: Path) -> list[float | None]:
-    env_extra, sets = VARIANTS[variant](os.cpu_count() or 1)
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT", "RLREG_JOBS")
-    }
-    env.update(env_extra)
+    launcher, sets = VARIANTS[variant](os.cpu_count() or 1)
+    rt = ("OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "MKL_CBWR", "RLREG_JOBS")
+    env = {k: v for k, v in os.environ.items() if k not in rt}
     procs, outs = [], []
     for j in range(n):
         out = root / f"{variant}-{n}-{j}"
-        cmd = [sys.executable, "-m", "agents.cli", "train", "td3bc", "--dataset", args.dataset]
+        cmd = [*launcher, "train", "td3bc", "--dataset", args.dataset]
         cmd += ["--steps", "1000000000", "--eval-episodes", "0", "--no-progress", "--seed", str(j)]
         cmd += ["--out", str(out), "--set", f"train.log_every={args.log_every}"]
         cmd += ["--set", "train.checkpoint_every=0", "--set", "train.checkpoint_minutes=0"]
