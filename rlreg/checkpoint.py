@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,31 +37,26 @@ class UnsafeFileError(RlregError):
     """A file holds pickled Python objects beyond tensors and plain containers (refused unread)."""
 
 
-def _pack(obj: Any) -> Any:
-    """Replace NumPy arrays and scalars by what ``weights_only`` loading accepts."""
+def _map_tree(obj: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``leaf`` applied top-down through dicts, lists and tuples (it may end the descent)."""
+    obj = leaf(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tree(v, leaf) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tree(v, leaf) for v in obj)
+    return obj
+
+
+def _pack_leaf(obj: Any) -> Any:
+    """NumPy arrays and scalars as what ``weights_only`` loading accepts."""
     if isinstance(obj, np.ndarray):
         return {_NDARRAY: torch.from_numpy(np.ascontiguousarray(obj).copy())}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, dict):
-        return {k: _pack(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_pack(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_pack(v) for v in obj)
-    return obj
+    return obj.item() if isinstance(obj, np.generic) else obj
 
 
-def _unpack(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        if len(obj) == 1 and _NDARRAY in obj and isinstance(obj[_NDARRAY], torch.Tensor):
-            return obj[_NDARRAY].numpy()
-        return {k: _unpack(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_unpack(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_unpack(v) for v in obj)
-    return obj
+def _unpack_leaf(obj: Any) -> Any:
+    is_array = isinstance(obj, dict) and len(obj) == 1 and isinstance(obj.get(_NDARRAY), torch.Tensor)
+    return obj[_NDARRAY].numpy() if is_array else obj
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
@@ -74,7 +70,7 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
-            torch.save(_pack(obj), f)
+            torch.save(_map_tree(obj, _pack_leaf), f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -102,7 +98,7 @@ def safe_load(path: str | os.PathLike, what: str, fix: str, map_location: Any = 
         raise _corrupt(path, what, fix, e) from e
     except Exception as e:  # torch raises several types for truncated/corrupt archives
         raise _corrupt(path, what, fix, e) from e
-    return _unpack(state)
+    return _map_tree(state, _unpack_leaf)
 
 
 def _corrupt(path: Path, what: str, fix: str, e: Exception) -> RlregError:
