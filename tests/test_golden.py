@@ -1,0 +1,46 @@
+"""Golden digests (issue 14, item 7): every recipe's short CPU run gives the recorded numbers.
+
+Recorded by ``scripts/golden_digests.py --update`` before the core redesign; a change that moves a
+number must say why (and rerun the affected seed tables). Compared only on the CPU model the
+digests were made on (other CPUs may round differently in some kernels), where a mismatch names
+the differing columns of the last metrics row.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("golden_digests", ROOT / "scripts" / "golden_digests.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_recipe_gives_the_recorded_numbers(pendulum_medium):
+    gd = load_script()
+    record = json.loads(gd.GOLDEN.read_text())
+    assert set(record["cases"]) == set(gd.CASES), "a case without a recorded digest: run --update"
+    if record["cpu"] != gd.cpu_model():
+        pytest.skip(f"digests recorded on {record['cpu']!r}, this CPU is {gd.cpu_model()!r}")
+    now = gd.run_all(list(gd.CASES))
+    problems = {name: gd.differences(record["cases"][name], result) for name, result in now.items()}
+    assert not any(problems.values()), {k: v for k, v in problems.items() if v}
+
+
+def test_differences_name_the_columns():
+    gd = load_script()
+    a = {"metrics": "x", "eval": "y", "last": {"step": "10", "train/critic_loss": "1.0"}}
+    b = {"metrics": "z", "eval": "y", "last": {"step": "10", "train/critic_loss": "1.5"}}
+    assert gd.differences(a, a) == []
+    assert gd.differences(a, b) == [
+        "metrics.csv digest differs",
+        "last metrics row train/critic_loss: recorded 1.0, now 1.5",
+    ]
