@@ -32,7 +32,7 @@ _SPEC_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agents.recipes import recipe_names
+    from rlreg.agents.recipes import recipe_names
 
     p = argparse.ArgumentParser(
         prog="rlreg", description="Policy and value regularizers for RL: train, evaluate, and make datasets."
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--force", action="store_true", help="remake even if already made")
 
     sub.add_parser("agents", help="list agent recipes")
-    from agents.policy_cli import add_policy_parser
+    from rlreg.agents.policy_cli import add_policy_parser
 
     add_policy_parser(sub)
     return p
@@ -157,8 +157,8 @@ def _parse_sets(items: Sequence[str]) -> dict[str, str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from agents.recipes import resolve_config
-    from agents.trainer import new_run_dir, resume, train
+    from rlreg.agents.recipes import resolve_config
+    from rlreg.agents.trainer import new_run_dir, resume, train
 
     if args.resume:
         if args.agent or args.dataset or args.set or args.env:
@@ -217,7 +217,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from agents.trainer import evaluate_run
+    from rlreg.agents.trainer import evaluate_run
 
     r = evaluate_run(args.run_dir, args.episodes, seed=args.seed)
     score = "n/a" if r["score"] != r["score"] else f"{r['score']:.1f}"
@@ -230,7 +230,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from envs.datasets import dataset_status, default_export_path, export_d4rl, make_dataset
+    from rlreg.envs.datasets import dataset_status, default_export_path, export_d4rl, make_dataset
 
     if args.datasets_command == "make":
         if args.out and args.format != "d4rl":
@@ -259,7 +259,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_agents(args: argparse.Namespace) -> int:
-    from agents.recipes import load_recipe, recipe_names
+    from rlreg.agents.recipes import load_recipe, recipe_names
 
     for name in recipe_names():
         r = load_recipe(name)
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from agents.policy_cli import cmd_policy
+    from rlreg.agents.policy_cli import cmd_policy
 
     handlers = {
         "policy": cmd_policy,

@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from rlreg.envs.minatar import MinAtarBatch
 
-from envs.minatar import MinAtarBatch
 from rlreg.data.replay import DiscreteReplay
 from rlreg.errors import check
 

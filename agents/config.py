@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from rlreg.agents.dqn import DQNAgent, DQNConfig
+from rlreg.agents.td3 import TD3Agent, TD3Config
 
-from agents.dqn import DQNAgent, DQNConfig
-from agents.td3 import TD3Agent, TD3Config
 from rlreg.errors import RlregError, check
 from rlreg.regularizers import REGISTRY
 

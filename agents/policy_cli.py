@@ -40,8 +40,8 @@ def add_policy_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    from envs.evaluation import Evaluator
-    from envs.policies import policy_from_run, save_policy
+    from rlreg.envs.evaluation import Evaluator
+    from rlreg.envs.policies import policy_from_run, save_policy
 
     check(
         args.policy_command == "export",

@@ -1,7 +1,7 @@
 """Agent recipes: hyper-parameters as data (``agents/recipes/*.yaml``) with per-dataset overrides
 and the source of each value.
 
-A recipe file has ``name``, ``agent`` (a kind in :data:`agents.config.AGENTS`), ``summary``,
+A recipe file has ``name``, ``agent`` (a kind in :data:`rlreg.agents.config.AGENTS`), ``summary``,
 ``paper``, ``code``, ``agent_config``, ``regularizers`` (name → settings, in order), ``train``,
 ``sources`` (``section.field`` → where the value comes from) and ``overrides`` (a list of
 ``{match: <fnmatch pattern on the dataset key>, set: {section.field: value}, source: ...}``
@@ -56,18 +56,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rlreg.agents import AGENT_KINDS
 
-from agents import AGENT_KINDS
 from rlreg.errors import RlregError
 
-# agents.config (the agent registry: agents.td3/dqn) and rlreg.regularizers import torch; they are
+# rlreg.agents.config (the agent registry: rlreg.agents.td3/dqn) and rlreg.regularizers import torch; they are
 # imported inside the functions that build configs, so listing and reading recipes stays cheap.
 
 __all__ = ["recipe_names", "load_recipe", "resolve_config", "DatasetKey", "dataset_key", "env_name"]
 
 
 def _recipe_files() -> dict[str, Any]:
-    folder = resources.files("agents") / "recipes"
+    folder = resources.files("rlreg.agents") / "recipes"
     return {p.name[: -len(".yaml")]: p for p in folder.iterdir() if p.name.endswith(".yaml")}
 
 
@@ -107,7 +107,8 @@ def resolve_config(
     Overrides are chosen by :func:`dataset_key` of ``dataset`` (or of ``env`` when the dataset
     says nothing about its environment); see the module docstring for what is recorded.
     """
-    from agents.config import AGENTS, TrainConfig, apply_sets
+    from rlreg.agents.config import AGENTS, TrainConfig, apply_sets
+
     from rlreg.regularizers import REGISTRY
 
     recipe = load_recipe(recipe_name)
@@ -195,7 +196,7 @@ def resolve_config(
 
 def _resolve_switches(recipe: dict[str, Any], sets: dict[str, Any]) -> dict[str, bool]:
     """``{switch: on}`` for the recipe's switches (default, or a bare ``--set NAME=true|false``)."""
-    from agents.config import coerce
+    from rlreg.agents.config import coerce
 
     declared = recipe.get("switches") or {}
     out: dict[str, bool] = {}
@@ -209,7 +210,8 @@ def _resolve_switches(recipe: dict[str, Any], sets: dict[str, Any]) -> dict[str,
 
 def validate_config(cfg: dict[str, Any]) -> None:
     """Build every config dataclass once so bad values fail before anything runs."""
-    from agents.config import AGENTS, TrainConfig, config_from_dict
+    from rlreg.agents.config import AGENTS, TrainConfig, config_from_dict
+
     from rlreg.regularizers import REGISTRY
 
     config_from_dict(AGENTS[cfg["agent"]][0], cfg["agent_config"], "agent")
@@ -432,7 +434,7 @@ def _resolve_dataset(dataset: str) -> tuple[DatasetKey | None, str]:
             ), ""
         found, why = _from_minari_metadata(dataset_id)
         return found, f"minari id {dataset_id} says nothing and {why}"
-    from envs.datasets import DATASETS
+    from rlreg.envs.datasets import DATASETS
 
     recipe = DATASETS.get(dataset)
     if recipe is not None:
@@ -452,7 +454,7 @@ def _resolve_dataset(dataset: str) -> tuple[DatasetKey | None, str]:
 def dataset_key(dataset: str | None, env: str | None = None) -> DatasetKey:
     """The canonical ``(env, level)`` and override key of a dataset spec (or of ``env`` alone).
 
-    Forms (see the module docstring): a made name (``envs.datasets.DATASETS``), ``d4rl:PATH``
+    Forms (see the module docstring): a made name (``rlreg.envs.datasets.DATASETS``), ``d4rl:PATH``
     (the file stem as a D4RL name, else the file's ``rlreg_env_id`` attribute), ``minari:ID``
     (``.../<env>/<level>-vN``, else the local dataset's ``metadata.json``), a D4RL-style name, and
     an environment id (``Hopper-v5``: env only). When the dataset names no environment, ``env``

@@ -15,10 +15,10 @@ CSVs to step k and continues; on CPU the numbers are those of an uninterrupted r
 runs restart the episode that was in progress, since simulator state is not checkpointed.)
 
 Online MinAtar runs (``--env minatar:<game>``, discrete-action agents such as ``dqn``) step
-``train.num_envs`` batched environments per iteration (:class:`agents.collect.MinAtarCollector`);
+``train.num_envs`` batched environments per iteration (:class:`rlreg.agents.collect.MinAtarCollector`);
 steps count environment steps summed over them, the agent's :meth:`schedule` says which gradient
 updates and target copies are due, evaluation runs the greedy policy in separate environments
-(:class:`envs.evaluation.MinAtarEvaluator`) and reports raw returns (MinAtar has no reference
+(:class:`rlreg.envs.evaluation.MinAtarEvaluator`) and reports raw returns (MinAtar has no reference
 scores: the ``score`` column stays empty). Their checkpoints also hold the environments' state, the
 replay and the running episodes, so resuming is exact there too.
 """
@@ -38,13 +38,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from rlreg.agents.collect import MinAtarCollector
+from rlreg.agents.config import AGENTS, TrainConfig, config_from_dict
+from rlreg.agents.recipes import validate_config
+from rlreg.envs.evaluation import Evaluator, MinAtarEvaluator
+from rlreg.envs.registry import make_env, minatar_game
 
 import rlreg
-from agents.collect import MinAtarCollector
-from agents.config import AGENTS, TrainConfig, config_from_dict
-from agents.recipes import validate_config
-from envs.evaluation import Evaluator, MinAtarEvaluator
-from envs.registry import make_env, minatar_game
 from rlreg.checkpoint import load_checkpoint, rng_state, save_atomic, seed_everything, set_rng_state
 from rlreg.data.transitions import (
     DatasetInfo,
@@ -163,7 +163,7 @@ class Run:
 
 
 def _load_data(cfg: dict[str, Any], progress: bool) -> Transitions:
-    from envs.datasets import load_dataset
+    from rlreg.envs.datasets import load_dataset
 
     return load_dataset(cfg["dataset"], progress=progress).validate(where=f"dataset {cfg['dataset']}")
 
@@ -622,7 +622,7 @@ def _loop(
         save_atomic(ckpt, out / CHECKPOINT)
 
     def snapshot(step: int) -> None:
-        from envs.policies import save_policy
+        from rlreg.envs.policies import save_policy
 
         last = evals[-1] if evals and evals[-1]["step"] == step else None
         record = {

@@ -14,8 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-
-from envs.registry import check_env_available
+from rlreg.envs.registry import check_env_available
 
 __all__ = ["EvalResult", "Evaluator", "MinAtarEvaluator"]
 
@@ -89,7 +88,7 @@ class Evaluator:
 
 
 class MinAtarEvaluator:
-    """Runs ``episodes`` MinAtar episodes at once in their own :class:`~envs.minatar.MinAtarBatch`.
+    """Runs ``episodes`` MinAtar episodes at once in their own :class:`~rlreg.envs.minatar.MinAtarBatch`.
 
     Every evaluation builds the batch afresh with the same ``seed`` (episode ``i`` is environment
     ``i`` of that batch, whose random stream depends only on the seed and ``i``), so all evaluations
@@ -113,7 +112,7 @@ class MinAtarEvaluator:
         self.max_episode_steps = int(max_episode_steps)
 
     def run(self, policy: Callable[[torch.Tensor], torch.Tensor]) -> EvalResult:
-        from envs.minatar import MinAtarBatch
+        from rlreg.envs.minatar import MinAtarBatch
 
         n = self.episodes
         env = MinAtarBatch(

@@ -139,7 +139,7 @@ def policy_from_run(run_dir: str | os.PathLike, step: int | None = None) -> Beha
     ac = cfg["agent_config"]
     env_id = cfg.get("env") or cfg.get("dataset_info", {}).get("env_id")
     check(env_id is not None, f"run {run} names no environment", "export from a run that trained on an env")
-    from envs.registry import make_env
+    from rlreg.envs.registry import make_env
 
     env = make_env(env_id)
     actor = Actor(

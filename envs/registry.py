@@ -55,7 +55,7 @@ def minatar_game(env_id: str | None) -> str | None:
             "use minatar:<game> with one of: " + ", ".join(MINATAR_GAMES),
         )
     game = names[key]
-    from envs.minatar import GAMES
+    from rlreg.envs.minatar import GAMES
 
     if game not in GAMES:
         raise RlregError(

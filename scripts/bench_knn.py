@@ -151,8 +151,9 @@ def part_candidates(states, actions, beta: float, ms: list[int], queries: int = 
 
 
 def part_training(data, device: str, updates: int, block: int) -> None:
-    from agents.recipes import resolve_config
-    from agents.td3 import TD3Agent, TD3Config
+    from rlreg.agents.recipes import resolve_config
+    from rlreg.agents.td3 import TD3Agent, TD3Config
+
     from rlreg.data.transitions import TransitionStore
     from rlreg.regularizers import BC, PRDC, SetupSource
 
@@ -230,7 +231,8 @@ def main() -> None:
     when = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     print(f"# bench_knn {when}, {cpu}, {args.device}, torch {torch.__version__}, {args.threads} threads")
     if args.dataset:
-        from envs.datasets import load_dataset
+        from rlreg.envs.datasets import load_dataset
+
         from rlreg.data.transitions import ObsNormalizer
 
         t = load_dataset(args.dataset, progress=True)

@@ -54,7 +54,7 @@ def reference(game: str, seconds: float, procs: int) -> float:
 
 
 def ours(game: str, n: int, device: str, seconds: float, obs_dtype: torch.dtype, seed: int = 0) -> float:
-    from envs.minatar import MinAtarBatch
+    from rlreg.envs.minatar import MinAtarBatch
 
     env = MinAtarBatch(game, n, device=device, seed=seed, obs_dtype=obs_dtype)
     gen = torch.Generator(device=device).manual_seed(seed)

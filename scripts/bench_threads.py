@@ -32,10 +32,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-TORCH_FIRST = "import sys, torch, agents.cli; sys.exit(agents.cli.main(sys.argv[1:]))"
+TORCH_FIRST = "import sys, torch, rlreg.agents.cli; sys.exit(rlreg.agents.cli.main(sys.argv[1:]))"
 VARIANTS = {  # variant -> (launcher, extra --set values)
     "before": lambda cores: ([sys.executable, "-c", TORCH_FIRST], [f"train.threads={cores}"]),
-    "after": lambda cores: ([sys.executable, "-m", "agents.cli"], []),
+    "after": lambda cores: ([sys.executable, "-m", "rlreg.agents.cli"], []),
 }
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=200)
     args = p.parse_args()
     subprocess.run(
-        [sys.executable, "-m", "agents.cli", "datasets", "make", args.dataset],
+        [sys.executable, "-m", "rlreg.agents.cli", "datasets", "make", args.dataset],
         check=True,
         capture_output=True,
     )

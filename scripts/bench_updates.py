@@ -34,7 +34,8 @@ def synthetic(size: int, obs_dim: int, act_dim: int, seed: int = 0) -> dict[str,
 
 
 def make_rlreg(data: dict[str, np.ndarray], device: str, cuda_graph: bool = False):
-    from agents.td3 import TD3Agent, TD3Config
+    from rlreg.agents.td3 import TD3Agent, TD3Config
+
     from rlreg.data.transitions import TransitionStore
     from rlreg.regularizers import BC
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from envs.datasets import DATASETS, load_dataset, make_dataset
-from envs.policies import POLICY_DIR
+from rlreg.envs.datasets import DATASETS, load_dataset, make_dataset
+from rlreg.envs.policies import POLICY_DIR
+
 from rlreg.data.scores import D4RL_REF_SCORES
 
 LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")

@@ -7,7 +7,7 @@
 
 Everything happens in a temporary folder ``$T`` with its own ``RLREG_HOME`` (``$T/home``), so the
 user's home and the repository are never touched. Each case runs the real CLI in a subprocess
-(``python -m agents.cli ...``, cwd = repository root, ``OMP_NUM_THREADS=1``) and checks the exit
+(``python -m rlreg.agents.cli ...``, cwd = repository root, ``OMP_NUM_THREADS=1``) and checks the exit
 status, that an error is one ``rlreg: error: ...`` line plus a ``fix:`` line on stderr (no
 traceback), and what is (or is not) on disk afterwards. Groups: malformed D4RL HDF5 files, bad
 flags, SIGKILL and exact resume, corrupt or missing run artifacts (including crafted pickles that
@@ -114,7 +114,7 @@ class Battery:
 
     # -- processes
     def argv(self, args: Sequence[str | os.PathLike]) -> list[str]:
-        return [sys.executable, "-m", "agents.cli", *map(str, args)]
+        return [sys.executable, "-m", "rlreg.agents.cli", *map(str, args)]
 
     def show(self, args: Sequence[str | os.PathLike], prefix: str = "rlreg") -> str:
         """The command as the table shows it (``$T`` for the temporary folder)."""
@@ -1049,7 +1049,7 @@ def _(b: Battery) -> Outcome:
 )
 def _(b: Battery) -> Outcome:
     code = (
-        "from agents.recipes import resolve_config; "
+        "from rlreg.agents.recipes import resolve_config; "
         'print(resolve_config("prdc", "minari:mujoco/halfcheetah/medium-v0", device="cpu")'
         '["agent_config"]["alpha"])'
     )

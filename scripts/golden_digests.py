@@ -89,7 +89,7 @@ def csv_digest(path: Path) -> tuple[str, list[dict[str, str]]]:
 def run_case(name: str, root: Path) -> dict:
     """Run one case's command in a subprocess; its digests and last metrics row."""
     out = root / name
-    cmd = [sys.executable, "-m", "agents.cli", "train", *CASES[name], "--seed", "0", "--no-progress"]
+    cmd = [sys.executable, "-m", "rlreg.agents.cli", "train", *CASES[name], "--seed", "0", "--no-progress"]
     cmd += ["--set", "train.threads=1", "--out", str(out)]
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "RLREG_JOBS")}
     proc = subprocess.run(cmd, cwd=ROOT, env={**env, **PINNED_ENV}, capture_output=True, text=True)
@@ -125,7 +125,9 @@ def main() -> None:
     p.add_argument("--update", action="store_true", help="record the digests (a deliberate change)")
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     args = p.parse_args()
-    subprocess.run([sys.executable, "-m", "agents.cli", "datasets", "make", "pendulum-medium-v0"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "rlreg.agents.cli", "datasets", "make", "pendulum-medium-v0"], check=True
+    )
     now = run_all(args.cases)
     if args.update:
         record = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {"cases": {}}

@@ -60,7 +60,7 @@ def train(agent: str, seed: int, args: argparse.Namespace) -> None:
     evals = read_evals(run)
     if evals and evals[-1][0] >= args.steps:
         return
-    rlreg = [sys.executable, "-m", "agents.cli"]
+    rlreg = [sys.executable, "-m", "rlreg.agents.cli"]
     if (run / "checkpoint.pt").exists():
         cmd = [*rlreg, "train", "--resume", str(run)]
     else:

@@ -26,9 +26,8 @@ import shlex
 from pathlib import Path
 
 import numpy as np
-
-from envs.evaluation import Evaluator
-from envs.policies import POLICY_DIR, load_policy, save_policy
+from rlreg.envs.evaluation import Evaluator
+from rlreg.envs.policies import POLICY_DIR, load_policy, save_policy
 
 
 def evaluate(policy, episodes: int, seed: int = 0) -> tuple[float, float]:

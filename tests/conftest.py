@@ -28,7 +28,7 @@ def rlreg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pendulum_medium(rlreg_home: Path) -> str:
     """The registered pendulum-medium-v0 dataset, made once (≈4 s); returns its name."""
-    from envs.datasets import make_dataset
+    from rlreg.envs.datasets import make_dataset
 
     make_dataset("pendulum-medium-v0")
     return "pendulum-medium-v0"

@@ -48,7 +48,7 @@ def test_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path: Path) -> Non
 
 
 def test_malicious_policy_file_is_refused(tmp_path: Path) -> None:
-    from envs.policies import load_policy
+    from rlreg.envs.policies import load_policy
 
     marker = tmp_path / "pwned"
     path = tmp_path / "step_00001000.pt"
@@ -110,7 +110,7 @@ def test_unsaveable_object_leaves_no_partial_file(tmp_path: Path) -> None:
 def test_cli_refuses_crafted_files(tmp_path: Path, pendulum_medium: str, command: str) -> None:
     """``rlreg evaluate DIR``, ``rlreg train --resume DIR`` and ``rlreg policy export`` on a run whose
     checkpoint (or snapshot) is a crafted pickle: one line, exit 2, and the payload never runs."""
-    from agents.cli import main
+    from rlreg.agents.cli import main
 
     run = tmp_path / "run"
     code = main(
@@ -128,7 +128,7 @@ def test_cli_refuses_crafted_files(tmp_path: Path, pendulum_medium: str, command
         _write_evil(run / "checkpoint.pt", marker, {"format": "rlreg-checkpoint", "step": 1})
         argv = ["evaluate", str(run)] if command == "evaluate" else ["train", "--resume", str(run)]
     proc = subprocess.run(
-        [sys.executable, "-m", "agents.cli", *argv],
+        [sys.executable, "-m", "rlreg.agents.cli", *argv],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},

@@ -5,8 +5,8 @@ failure names the import chain. The parts are attributable: ``test_cli_alone_imp
 checks the CLI itself (``agents/cli.py``, ``agents/policy_cli.py``, the package inits) with the
 recipes and the dataset suite replaced by torch-free stand-ins; ``test_cheap_commands_import_no_torch``
 runs the real modules, and its ids name what each command also needs: the help texts list the
-recipes (``agents.recipes.recipe_names``), ``agents`` reads them (``agents.recipes.load_recipe``),
-``datasets`` lists the suite (``envs.datasets.dataset_status``).
+recipes (``rlreg.agents.recipes.recipe_names``), ``agents`` reads them (``rlreg.agents.recipes.load_recipe``),
+``datasets`` lists the suite (``rlreg.envs.datasets.dataset_status``).
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ class _Spy:
 sys.meta_path.insert(0, _Spy())
 if sys.argv[2] == "stubs":  # the CLI alone: torch-free stand-ins for the recipes and the suite
     import types
-    recipes = sys.modules["agents.recipes"] = types.ModuleType("agents.recipes")
+    recipes = sys.modules["rlreg.agents.recipes"] = types.ModuleType("rlreg.agents.recipes")
     recipes.recipe_names = lambda: ["td3bc"]
     recipes.load_recipe = lambda name: {"agent": "td3", "regularizers": {"bc": {}}, "summary": "stub"}
-    datasets = sys.modules["envs.datasets"] = types.ModuleType("envs.datasets")
+    datasets = sys.modules["rlreg.envs.datasets"] = types.ModuleType("rlreg.envs.datasets")
     datasets.dataset_status = lambda: []
     datasets.default_export_path = datasets.export_d4rl = datasets.make_dataset = None
-from agents.cli import main
+from rlreg.agents.cli import main
 try:
     rc = main(sys.argv[3:])
 except SystemExit as e:
@@ -100,10 +100,10 @@ def test_cheap_commands_import_no_torch(argv, tmp_path):
 
 
 def test_agent_kinds_match_the_registry():
-    import agents
-    from agents.config import AGENTS
+    from rlreg.agents import AGENT_KINDS
+    from rlreg.agents.config import AGENTS
 
-    assert tuple(AGENTS) == agents.AGENT_KINDS
+    assert tuple(AGENTS) == AGENT_KINDS
 
 
 def _best_wall(cmd: list[str], runs: int = 3) -> float:
@@ -120,5 +120,5 @@ def test_help_is_fast_relative_to_a_bare_interpreter():
     """``rlreg --help`` costs a few bare interpreter starts (about 2-4x here), not a torch import
     (the eager code took about 75x ``python -c pass``)."""
     bare = _best_wall([sys.executable, "-c", "pass"])
-    cli = _best_wall([sys.executable, "-m", "agents.cli", "--help"])
-    assert cli < 20 * bare, f"`python -m agents.cli --help` {cli:.3f}s vs `python -c pass` {bare:.3f}s"
+    cli = _best_wall([sys.executable, "-m", "rlreg.agents.cli", "--help"])
+    assert cli < 20 * bare, f"`python -m rlreg.agents.cli --help` {cli:.3f}s vs `python -c pass` {bare:.3f}s"

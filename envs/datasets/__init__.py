@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rlreg.envs.datasets import pendulum
+from rlreg.envs.datasets.rollout import Episode, collect_episodes
 
-from envs.datasets import pendulum
-from envs.datasets.rollout import Episode, collect_episodes
 from rlreg.errors import RlregError, check
 from rlreg.paths import made_datasets_root, rlreg_home
 
@@ -151,8 +151,7 @@ def mean_return(
     and the episodes finished.
     """
     import gymnasium as gym
-
-    from envs.evaluation import Evaluator
+    from rlreg.envs.evaluation import Evaluator
 
     ev = Evaluator(env_id, episodes, seed)
     rng = np.random.default_rng(seed)
@@ -536,7 +535,8 @@ def load_dataset(spec: str, progress: bool | None = None) -> Transitions:
         "pass --dataset NAME, d4rl:PATH.hdf5 or minari:ID",
     )
     if spec.startswith("d4rl:"):
-        from envs.registry import env_id_for_dataset
+        from rlreg.envs.registry import env_id_for_dataset
+
         from rlreg.data.d4rl import read_d4rl_hdf5
 
         path = spec[len("d4rl:") :]
@@ -562,8 +562,8 @@ def load_dataset(spec: str, progress: bool | None = None) -> Transitions:
 
 
 def _policy_dir() -> Path:
-    """``envs.policies.POLICY_DIR``, without importing ``envs.policies`` (and torch) when not loaded."""
-    policies = sys.modules.get("envs.policies")
+    """``rlreg.envs.policies.POLICY_DIR``, without importing that module (and torch) when not loaded."""
+    policies = sys.modules.get("rlreg.envs.policies")
     if policies is not None:
         return policies.POLICY_DIR
     return Path(__file__).resolve().parent.parent / "policies"
@@ -641,6 +641,6 @@ def default_export_path(name: str) -> Path:
     return rlreg_home() / "d4rl" / f"{name}.hdf5"
 
 
-from envs.datasets import mujoco as _mujoco  # noqa: E402  (registers the MuJoCo suite)
+from rlreg.envs.datasets import mujoco as _mujoco  # noqa: E402  (registers the MuJoCo suite)
 
 _mujoco.register_all()

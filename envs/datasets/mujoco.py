@@ -28,9 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from rlreg.envs.datasets import DatasetRecipe, _cached_ref, register_dataset
+from rlreg.envs.datasets.rollout import Episode, collect_episodes
 
-from envs.datasets import DatasetRecipe, _cached_ref, register_dataset
-from envs.datasets.rollout import Episode, collect_episodes
 from rlreg.errors import RlregError
 
 __all__ = ["ENVS", "LEVELS", "BEHAVIOUR_NOISE", "replay_snapshots", "register_all"]
@@ -44,9 +44,9 @@ NUM_ENVS = 16
 Progress = Callable[[int], None] | None
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
-"""The shipped policies' folder, ``envs.policies.POLICY_DIR`` (not imported from there: importing
-``envs.policies`` imports torch, and listing datasets must stay cheap; the policies themselves are
-loaded with ``envs.policies`` when a dataset is made)."""
+"""The shipped policies' folder, ``rlreg.envs.policies.POLICY_DIR`` (not imported from there: importing
+``rlreg.envs.policies`` imports torch, and listing datasets must stay cheap; the policies themselves are
+loaded with ``rlreg.envs.policies`` when a dataset is made)."""
 
 
 def _uniform(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -58,7 +58,7 @@ _ACT_DIM = {11: 3, 17: 6}
 
 
 def _refs(env: str) -> tuple[float, float]:
-    from envs.policies import shipped_policy
+    from rlreg.envs.policies import shipped_policy
 
     env_id = ENVS[env]
     expert = shipped_policy(f"{env}-expert")  # raises with instructions when not shipped
@@ -103,7 +103,7 @@ def proportional_sizes(steps: list[int], size: int) -> list[int]:
 
 def _medium_replay(env: str) -> Callable[[int, int, Progress], list[Episode]]:
     def make(size: int, seed: int, progress: Progress) -> list[Episode]:
-        from envs.policies import load_policy
+        from rlreg.envs.policies import load_policy
 
         _replay_size(env)
         snaps = replay_snapshots(env)
@@ -122,7 +122,7 @@ def _medium_replay(env: str) -> Callable[[int, int, Progress], list[Episode]]:
 
 def _medium_expert(env: str) -> Callable[[int, int, Progress], list[Episode]]:
     def make(size: int, seed: int, progress: Progress) -> list[Episode]:
-        from envs.policies import shipped_policy
+        from rlreg.envs.policies import shipped_policy
 
         half = size // 2
         medium = shipped_policy(f"{env}-medium").with_noise(BEHAVIOUR_NOISE)
@@ -136,7 +136,7 @@ def _medium_expert(env: str) -> Callable[[int, int, Progress], list[Episode]]:
 
 def _policy(env: str, level: str) -> Callable[[], Callable]:
     def make() -> Callable:
-        from envs.policies import shipped_policy
+        from rlreg.envs.policies import shipped_policy
 
         return shipped_policy(f"{env}-{level}").with_noise(BEHAVIOUR_NOISE)
 

@@ -5,20 +5,20 @@ MinAtar's behavioural description (Young & Tian 2019, arXiv:1903.03176). The GPL
 package was read and run to pin down exact mechanics (update order, constants, quirks), never
 copied, and is only a test-time reference: the tests replay it in lockstep with our games and
 compare every frame, and compare random-policy return/length distributions. See
-:mod:`envs.minatar.base` for the semantics shared by every game (actions, sticky actions, automatic
+:mod:`rlreg.envs.minatar.base` for the semantics shared by every game (actions, sticky actions, automatic
 reset, random numbers).
 """
 
-from envs.minatar.base import ACTIONS, GAMES, BatchedGame, CounterRNG, MinAtarBatch
+from rlreg.envs.minatar.base import ACTIONS, GAMES, BatchedGame, CounterRNG, MinAtarBatch
 
 # game modules register themselves in GAMES on import
 # isort: split
-import envs.minatar.asterix  # noqa: F401
-import envs.minatar.breakout  # noqa: F401
-import envs.minatar.freeway  # noqa: F401
-import envs.minatar.seaquest  # noqa: F401
-import envs.minatar.space_invaders  # noqa: F401
-from envs.minatar.gym_env import GYM_IDS, MinAtarEnv, MinAtarVectorEnv, register_envs
+import rlreg.envs.minatar.asterix  # noqa: F401
+import rlreg.envs.minatar.breakout  # noqa: F401
+import rlreg.envs.minatar.freeway  # noqa: F401
+import rlreg.envs.minatar.seaquest  # noqa: F401
+import rlreg.envs.minatar.space_invaders  # noqa: F401
+from rlreg.envs.minatar.gym_env import GYM_IDS, MinAtarEnv, MinAtarVectorEnv, register_envs
 
 register_envs()  # rlreg/MinAtar-<Game>-v0
 

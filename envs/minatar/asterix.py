@@ -50,8 +50,7 @@ draws none.
 from __future__ import annotations
 
 import torch
-
-from envs.minatar.base import BatchedGame, CounterRNG, register_game
+from rlreg.envs.minatar.base import BatchedGame, CounterRNG, register_game
 
 __all__ = ["Asterix"]
 

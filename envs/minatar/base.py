@@ -402,7 +402,7 @@ class MinAtarBatch:
         max_episode_steps: int | None = None,
         obs_dtype: torch.dtype = torch.float32,
     ) -> None:
-        from envs import minatar as _games  # noqa: F401  (registers the games)
+        from rlreg.envs import minatar as _games  # noqa: F401  (registers the games)
 
         check(game in GAMES, f"unknown MinAtar game {game!r}", f"choose one of: {', '.join(sorted(GAMES))}")
         check(

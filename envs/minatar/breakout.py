@@ -42,8 +42,7 @@ the paddle, ball and trail cells into zeros, plus a copy of the brick board).
 from __future__ import annotations
 
 import torch
-
-from envs.minatar.base import BatchedGame, CounterRNG, register_game
+from rlreg.envs.minatar.base import BatchedGame, CounterRNG, register_game
 
 __all__ = ["Breakout"]
 

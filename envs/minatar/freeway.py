@@ -37,8 +37,7 @@ one lookup in a 10-row table, so a reset is two ``where`` calls and a re-roll on
 from __future__ import annotations
 
 import torch
-
-from envs.minatar.base import BatchedGame, CounterRNG, register_game
+from rlreg.envs.minatar.base import BatchedGame, CounterRNG, register_game
 
 __all__ = ["Freeway"]
 

@@ -6,10 +6,10 @@
 * :class:`MinAtarEnv`, a single ``gymnasium.Env`` (no autoreset: call ``reset`` after an episode
   ends, as Gymnasium expects);
 * registered ids ``rlreg/MinAtar-<Game>-v0`` (``Asterix``, ``Breakout``, ``Freeway``, ``Seaquest``,
-  ``SpaceInvaders``), registered when :mod:`envs.minatar` is imported::
+  ``SpaceInvaders``), registered when :mod:`rlreg.envs.minatar` is imported::
 
       import gymnasium as gym
-      import envs.minatar  # registers the ids
+      import rlreg.envs.minatar  # registers the ids
 
       env = gym.make("rlreg/MinAtar-Breakout-v0")
       envs = gym.make_vec("rlreg/MinAtar-Breakout-v0", num_envs=1024)  # one batched env
@@ -35,8 +35,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
+from rlreg.envs.minatar.base import MinAtarBatch, resolve_device
 
-from envs.minatar.base import MinAtarBatch, resolve_device
 from rlreg.errors import check
 
 __all__ = ["GYM_IDS", "MinAtarEnv", "MinAtarVectorEnv", "register_envs"]

@@ -81,8 +81,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-
-from envs.minatar.base import BatchedGame, CounterRNG, register_game
+from rlreg.envs.minatar.base import BatchedGame, CounterRNG, register_game
 
 __all__ = ["Seaquest"]
 

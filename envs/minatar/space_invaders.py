@@ -22,7 +22,7 @@ Mechanics, one frame per step, in this order (matching MinAtar v1.0.15):
    move interval drops by one per cleared wave, from 12 to at least 6.
 
 Every environment runs all of these as tensor operations on boolean 10x10 maps; there is no
-randomness in the game (only the sticky actions of :class:`~envs.minatar.base.MinAtarBatch`).
+randomness in the game (only the sticky actions of :class:`~rlreg.envs.minatar.base.MinAtarBatch`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-
-from envs.minatar.base import BatchedGame, CounterRNG, register_game
+from rlreg.envs.minatar.base import BatchedGame, CounterRNG, register_game
 
 __all__ = ["SpaceInvaders"]
 

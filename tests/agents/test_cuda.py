@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from rlreg.agents.td3 import TD3Agent, TD3Config
 
-from agents.td3 import TD3Agent, TD3Config
 from rlreg.data.transitions import TransitionStore
 from rlreg.regularizers import BC
 
@@ -127,8 +127,8 @@ def test_captured_training_matches_eager_training():
 def test_online_captured_training_matches_eager(tmp_path):
     import json
 
-    from agents.recipes import resolve_config
-    from agents.trainer import train
+    from rlreg.agents.recipes import resolve_config
+    from rlreg.agents.trainer import train
 
     metrics = []
     for name, graph in (("eager", "false"), ("graph", "true")):

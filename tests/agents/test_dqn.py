@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from rlreg.agents.cli import main
+from rlreg.agents.collect import MinAtarCollector
+from rlreg.agents.dqn import DQNAgent, DQNConfig
+from rlreg.agents.recipes import load_recipe, resolve_config
+from rlreg.agents.trainer import resume, train
 
-from agents.cli import main
-from agents.collect import MinAtarCollector
-from agents.dqn import DQNAgent, DQNConfig
-from agents.recipes import load_recipe, resolve_config
-from agents.trainer import resume, train
 from rlreg.data.transitions import TensorBatch
 from rlreg.errors import RlregError
 from rlreg.regularizers import Munchausen, Regularizer, Terms

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from agents.recipes import dataset_key, env_name, load_recipe, recipe_names, resolve_config
-from envs.datasets import DATASETS
+from rlreg.agents.recipes import dataset_key, env_name, load_recipe, recipe_names, resolve_config
+from rlreg.envs.datasets import DATASETS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -235,7 +234,8 @@ def test_no_dataset_no_env():
 
 
 def test_resolution_loads_no_data(monkeypatch):
-    import envs.datasets
+    import rlreg.envs.datasets
+
     import rlreg.data.d4rl
     import rlreg.data.minari_io
 
@@ -243,8 +243,8 @@ def test_resolution_loads_no_data(monkeypatch):
         raise AssertionError("resolve_config loaded or made a dataset")
 
     for mod, fn in (
-        (envs.datasets, "make_dataset"),
-        (envs.datasets, "load_dataset"),
+        (rlreg.envs.datasets, "make_dataset"),
+        (rlreg.envs.datasets, "load_dataset"),
         (rlreg.data.minari_io, "load_minari"),
         (rlreg.data.d4rl, "read_d4rl_hdf5"),
     ):
@@ -284,7 +284,7 @@ def test_dataset_key_forms():
 
 def test_listing_and_reading_recipes_import_no_torch():
     code = (
-        "import sys, agents.recipes as r; r.recipe_names(); r.load_recipe('prdc'); "
+        "import sys, rlreg.agents.recipes as r; r.recipe_names(); r.load_recipe('prdc'); "
         "r.dataset_key('minari:mujoco/halfcheetah/medium-v0'); r.dataset_key('hopper-medium-v0'); "
         "print('torch' in sys.modules)"
     )

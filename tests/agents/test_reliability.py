@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from rlreg.agents.cli import main
+from rlreg.agents.recipes import resolve_config
+from rlreg.agents.trainer import CHECKPOINT, evaluate_run, resume, train
 
-from agents.cli import main
-from agents.recipes import resolve_config
-from agents.trainer import CHECKPOINT, evaluate_run, resume, train
 from rlreg.checkpoint import load_checkpoint
 from rlreg.errors import RlregError
 from rlreg.locking import FolderLock
@@ -57,7 +57,7 @@ def crash_at(step_to_crash: int):
 
 def cli(*argv: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "agents.cli", *argv],
+        [sys.executable, "-m", "rlreg.agents.cli", *argv],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1", **env},
@@ -111,7 +111,18 @@ def test_second_writer_of_one_run_folder_stops_at_once_and_kill_releases(pendulu
         "train.checkpoint_every=200",
     ]
     first = subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", *args, "--steps", "1000000", "--seed", "1", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "rlreg.agents.cli",
+            *args,
+            "--steps",
+            "1000000",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+        ],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -233,7 +244,7 @@ def test_checkpoint_by_wall_clock_time(pendulum_medium, tmp_path, monkeypatch):
 
 
 def test_progress_bar_moves_by_time_not_by_logging(pendulum_medium, tmp_path, capsys, monkeypatch):
-    import agents.trainer as trainer
+    import rlreg.agents.trainer as trainer
 
     monkeypatch.setattr(trainer, "BAR_SECONDS", 0.0)
     cfg = tiny_cfg(pendulum_medium, 40, **{"train.log_every": "1000"})
@@ -298,7 +309,7 @@ def test_threads_follow_cores_and_running_jobs(tmp_path, monkeypatch):
 
 def test_rlreg_command_sets_thread_independent_numerics_unless_the_user_did():
     probe = (
-        "import os, agents.cli as c, rlreg.threads as t; c.main(['agents']); "
+        "import os, rlreg.agents.cli as c, rlreg.threads as t; c.main(['agents']); "
         "print('SET', os.environ.get('GOMP_SPINCOUNT'), os.environ.get('MKL_CBWR'), t.thread_independent())"
     )
     clean = {
@@ -340,14 +351,14 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path, recipe):
         args = ["train", recipe, "--dataset", spec, "--steps", "300", "--eval-episodes", "0"]
         args += ["--set", "train.log_every=100", "--set", f"train.threads={t}", "--out", str(out)]
         env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
-        proc = subprocess.run([sys.executable, "-m", "agents.cli", *args, "--no-progress"], env=env)
+        proc = subprocess.run([sys.executable, "-m", "rlreg.agents.cli", *args, "--no-progress"], env=env)
         assert proc.returncode == 0
         rows.append(csv_without_wall_clock(out / "metrics.csv"))
     assert rows[0] == rows[1]
 
 
 def test_datasets_listing_shows_a_damaged_dataset_and_its_fix(tmp_path, capsys, monkeypatch):
-    from envs.datasets import make_dataset
+    from rlreg.envs.datasets import make_dataset
 
     monkeypatch.setenv("RLREG_HOME", str(tmp_path))
     dataset_id = make_dataset("pendulum-random-v0", progress=False)

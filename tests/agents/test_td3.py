@@ -7,8 +7,8 @@ import copy
 import numpy as np
 import pytest
 import torch
+from rlreg.agents.td3 import TD3Agent, TD3Config
 
-from agents.td3 import TD3Agent, TD3Config
 from rlreg.errors import RlregError
 from rlreg.regularizers import BC, Regularizer, Terms
 
@@ -268,7 +268,7 @@ def test_bad_hyper_parameters_are_rejected(field, value):
 
 
 def test_joined_is_a_view_only_for_adjacent_columns():
-    from agents.td3 import _joined
+    from rlreg.agents.td3 import _joined
 
     rows = torch.randn(4, 7)
     obs, act, rest = torch.split(rows, (3, 2, 2), dim=1)

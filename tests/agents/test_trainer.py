@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rlreg.agents.cli import main
+from rlreg.agents.recipes import resolve_config
+from rlreg.agents.trainer import resume, train
 
-from agents.cli import main
-from agents.recipes import resolve_config
-from agents.trainer import resume, train
 from rlreg.data.d4rl import write_d4rl_hdf5
 from rlreg.errors import RlregError
 
@@ -321,8 +321,7 @@ def test_online_td3_collects_learns_and_resumes(tmp_path):
 
 def test_plain_d4rl_file_resolves_env_and_d4rl_scores_from_its_name(tmp_path):
     import h5py
-
-    from envs.registry import env_id_for_dataset
+    from rlreg.envs.registry import env_id_for_dataset
 
     assert env_id_for_dataset("halfcheetah-medium-expert-v2") == "HalfCheetah-v5"
     assert env_id_for_dataset("walker2d_medium_replay_v2") == "Walker2d-v5"
@@ -385,7 +384,8 @@ def test_cuda_graph_on_cpu_stops_before_writing(pendulum_medium, tmp_path, capsy
 
 
 def test_train_threads_setting_is_checked():
-    from agents.config import TrainConfig
+    from rlreg.agents.config import TrainConfig
+
     from rlreg.errors import RlregError
 
     TrainConfig(threads=1).validate()

@@ -219,7 +219,7 @@ def test_missing_or_truncated_data_file_is_one_clear_error(
     else:
         with open(path, "r+b") as f:
             f.truncate(path.stat().st_size // 3)
-    from envs.datasets import load_dataset
+    from rlreg.envs.datasets import load_dataset
 
     for load in (lambda: load_minari(DATASET_ID), lambda: load_dataset(f"minari:{DATASET_ID}")):
         with pytest.raises(RlregError) as e:

@@ -8,15 +8,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
-from envs.datasets import (
+from rlreg.envs.datasets import (
     dataset_status,
     export_d4rl,
     load_dataset,
     make_dataset,
     pendulum,
 )
-from envs.datasets.rollout import collect_episodes
+from rlreg.envs.datasets.rollout import collect_episodes
+
 from rlreg.data.d4rl import read_d4rl_hdf5
 from rlreg.data.minari_io import load_minari
 from rlreg.data.transitions import DatasetInfo, Transitions
@@ -105,7 +105,7 @@ def test_bad_names_and_sizes():
 
 
 def test_reference_returns_are_cached_on_disk_by_policy_identity(rlreg_home, monkeypatch):
-    import envs.datasets as ds
+    import rlreg.envs.datasets as ds
 
     calls = []
 
@@ -125,8 +125,8 @@ def test_reference_returns_are_cached_on_disk_by_policy_identity(rlreg_home, mon
 
 
 def test_progress_counts_exactly_the_kept_transitions():
-    from envs.datasets import pendulum
-    from envs.datasets.rollout import collect_episodes
+    from rlreg.envs.datasets import pendulum
+    from rlreg.envs.datasets.rollout import collect_episodes
 
     ticks: list[int] = []
     eps = collect_episodes("Pendulum-v1", pendulum.uniform, 450, seed=0, num_envs=4, progress=ticks.append)
@@ -135,8 +135,8 @@ def test_progress_counts_exactly_the_kept_transitions():
 
 
 def test_status_shows_no_size_where_it_depends_on_missing_policies(monkeypatch, tmp_path):
-    import envs.datasets.mujoco as mj
-    import envs.policies as pol
+    import rlreg.envs.datasets.mujoco as mj
+    import rlreg.envs.policies as pol
 
     monkeypatch.setattr(pol, "POLICY_DIR", tmp_path)
     monkeypatch.setattr(mj, "POLICY_DIR", tmp_path)
@@ -156,7 +156,7 @@ def tiny(rlreg_home, monkeypatch):
     seed, in the session's RLREG_HOME) is cheap; its folder is removed afterwards."""
     import shutil
 
-    import envs.datasets as ds
+    import rlreg.envs.datasets as ds
 
     recipe = replace(ds.DATASETS["pendulum-random-v0"], name=TINY, minari_id="rlreg/pendulum/tiny-v0")
     monkeypatch.setitem(ds.DATASETS, TINY, replace(recipe, default_size=400))
@@ -200,7 +200,7 @@ def test_damaged_data_file_is_listed_and_remade_on_load(tiny, capsys, how):
 
 
 def test_damaged_dataset_that_cannot_be_remade_names_the_fix(tiny, monkeypatch):
-    import envs.datasets as ds
+    import rlreg.envs.datasets as ds
 
     make_dataset(TINY)
     (tiny / DATA).unlink()
@@ -253,7 +253,7 @@ def test_concurrent_makers_keep_the_first_complete_dataset(tmp_path, monkeypatch
         return real(*args, **kwargs)
 
     monkeypatch.setattr(mio, "write_minari", racing_write)
-    import envs.datasets as ds
+    import rlreg.envs.datasets as ds
 
     monkeypatch.setattr(ds, "write_minari", racing_write, raising=False)  # where imported at the top
     ds_id = make_dataset("pendulum-random-v0", size=300, root=root, progress=False)
@@ -264,7 +264,7 @@ def test_concurrent_makers_keep_the_first_complete_dataset(tmp_path, monkeypatch
 
 # ---------------------------------------------------------------------- progress
 def test_progress_while_making_reference_returns_and_data(tmp_path, monkeypatch, capsys):
-    import envs.datasets as ds
+    import rlreg.envs.datasets as ds
 
     monkeypatch.setenv("RLREG_HOME", str(tmp_path / "home"))  # no cached reference returns
     monkeypatch.setattr(ds, "_REF_CACHE", {})
@@ -283,7 +283,7 @@ def test_progress_while_making_reference_returns_and_data(tmp_path, monkeypatch,
 
 
 def test_evaluator_progress_only_observes():
-    from envs.evaluation import Evaluator
+    from rlreg.envs.evaluation import Evaluator
 
     ticks: list[tuple[int, int]] = []
     results = []
@@ -311,7 +311,7 @@ def test_listing_datasets_imports_no_torch_minari_or_gymnasium(tmp_path):
         f["x"] = np.zeros(3)
     (folder / "rlreg.json").write_text(json.dumps({"name": "pendulum-random-v0", "size": 100000}))
     code = (
-        "import sys, envs.datasets as d; rows = d.dataset_status(); "
+        "import sys, rlreg.envs.datasets as d; rows = d.dataset_status(); "
         "print([r['name'] for r in rows if r['made']], "
         "[m for m in ('torch', 'minari', 'gymnasium') if m in sys.modules])"
     )

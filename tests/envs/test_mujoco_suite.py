@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+import rlreg.envs.datasets.mujoco as mj
+import rlreg.envs.policies as pol
 import torch
+from rlreg.envs.datasets import make_dataset
 
-import envs.datasets.mujoco as mj
-import envs.policies as pol
-from envs.datasets import make_dataset
 from rlreg.data.minari_io import load_minari
 from rlreg.data.transitions import ObsNormalizer
 from rlreg.errors import RlregError
@@ -114,7 +114,7 @@ def test_medium_expert_is_medium_then_expert(policy_dir, tmp_path):
 
 
 def test_snapshots_and_export_from_an_online_run(tmp_path):
-    from agents.cli import main
+    from rlreg.agents.cli import main
 
     out = tmp_path / "run"
     assert (
@@ -171,7 +171,7 @@ def test_snapshots_and_export_from_an_online_run(tmp_path):
 @pytest.mark.parametrize("path", sorted(pol.POLICY_DIR.glob("*.pt")), ids=lambda p: p.stem)
 def test_shipped_policies_load_and_match_their_record(path):
     # one case per shipped behaviour policy (none are shipped yet: issue 4's training is pending)
-    from envs.evaluation import Evaluator
+    from rlreg.envs.evaluation import Evaluator
 
     p = pol.load_policy(path)
     rec = p.record

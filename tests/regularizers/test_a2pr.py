@@ -164,7 +164,7 @@ def test_value_and_vae_losses_equal_their_formulas():
 
 
 def test_lambda_makes_the_actor_step_invariant_to_reward_scale():
-    from agents.td3 import TD3Agent, TD3Config
+    from rlreg.agents.td3 import TD3Agent, TD3Config
 
     rng = np.random.default_rng(0)
     n = 256
@@ -244,7 +244,7 @@ def test_state_round_trip_restores_networks_optimizers_and_noise():
 def test_a2pr_improves_on_the_behaviour_where_plain_td3_fails(poor_half):
     """On the half-poor one-step task, A2PR's advantage gate drops the poor dataset actions as
     targets and its VAE proposes better in-support ones: it beats the data and plain TD3."""
-    from agents.td3 import TD3Agent, TD3Config
+    from rlreg.agents.td3 import TD3Agent, TD3Config
 
     make_task, score_of = poor_half
     store, data_score = make_task()

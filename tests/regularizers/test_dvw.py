@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
+from rlreg.agents.dqn import DQNAgent, DQNConfig
 
-from agents.dqn import DQNAgent, DQNConfig
 from rlreg.data.transitions import TensorBatch
 from rlreg.errors import RlregError
 from rlreg.regularizers import DVW, Munchausen, Regularizer, SetupSource, make_regularizer
@@ -241,7 +241,7 @@ def test_bad_settings(settings, message):
 
 
 def test_needs_a_q_learning_agent():
-    from agents.td3 import TD3Agent, TD3Config
+    from rlreg.agents.td3 import TD3Agent, TD3Config
 
     with pytest.raises(
         RlregError, match=r"'dvw' does not fit a actor_critic agent \(it fits \['q_learning'\]\)"

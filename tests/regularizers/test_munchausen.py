@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
+from rlreg.agents.dqn import DQNAgent, DQNConfig
 
-from agents.dqn import DQNAgent, DQNConfig
 from rlreg.data.transitions import TensorBatch
 from rlreg.errors import RlregError
 from rlreg.regularizers import Munchausen, make_regularizer
@@ -174,7 +174,7 @@ def test_bad_settings(settings, message):
 
 
 def test_refused_by_an_actor_critic_agent():
-    from agents.td3 import TD3Agent, TD3Config
+    from rlreg.agents.td3 import TD3Agent, TD3Config
 
     with pytest.raises(RlregError, match="does not fit a actor_critic agent"):
         TD3Agent(TD3Config(), 3, 1, [-1.0], [1.0], regularizers=[Munchausen()])

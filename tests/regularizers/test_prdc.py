@@ -154,7 +154,8 @@ def test_prdc_beats_plain_td3_where_the_data_is_poor_and_stays_in_distribution(p
     """One-step task, r = 1 − 4(a − s₀/2)². The behaviour is near-optimal where s₁ > 0 and 0.5 off
     where s₁ ≤ 0, so Q's extrapolation beyond the data invites plain TD3 out of distribution; PRDC
     (α = 2.5, β = 2) stays near the dataset pairs and scores far better."""
-    from agents.td3 import TD3Agent, TD3Config
+    from rlreg.agents.td3 import TD3Agent, TD3Config
+
     from rlreg.knn import KNNIndex
 
     make_task, score_of = poor_half
@@ -181,7 +182,7 @@ def test_prdc_beats_plain_td3_where_the_data_is_poor_and_stays_in_distribution(p
 def test_overlapped_and_early_search_change_nothing():
     """The search started on a worker thread (during the critic step, or a whole update early when
     the next batch is passed) answers the query the inline search answers: same weights, bit for bit."""
-    from agents.td3 import TD3Agent, TD3Config
+    from rlreg.agents.td3 import TD3Agent, TD3Config
 
     store = make_store(n=800)
     box = torch.ones(ACT)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from envs.minatar.base import CounterRNG
+from rlreg.envs.minatar.base import CounterRNG
 
 
 class RecordingRNG(CounterRNG):

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rlreg.envs.minatar.asterix as asterix_module
 import torch
-
-import envs.minatar.asterix as asterix_module
-from envs.minatar import MinAtarBatch
-from envs.minatar.asterix import Asterix
-from envs.minatar.base import CounterRNG
+from rlreg.envs.minatar import MinAtarBatch
+from rlreg.envs.minatar.asterix import Asterix
+from rlreg.envs.minatar.base import CounterRNG
 
 CPU = torch.device("cpu")
 MOVES = np.array([[0, 0], [0, -1], [-1, 0], [0, 1], [1, 0], [0, 0]])  # (row, column) per action

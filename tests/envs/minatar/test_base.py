@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rlreg.envs.minatar.seaquest  # noqa: F401  (registers the game)
+import rlreg.envs.minatar.space_invaders  # noqa: F401
 import torch
-
-import envs.minatar.seaquest  # noqa: F401  (registers the game)
-import envs.minatar.space_invaders  # noqa: F401
-from envs.minatar import MinAtarBatch
+from rlreg.envs.minatar import MinAtarBatch
 
 
 def test_outputs_held_by_the_caller_are_never_overwritten():

@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from envs.minatar import MinAtarBatch
-from envs.minatar.base import CounterRNG
-from envs.minatar.breakout import Breakout
+from rlreg.envs.minatar import MinAtarBatch
+from rlreg.envs.minatar.base import CounterRNG
+from rlreg.envs.minatar.breakout import Breakout
 
 CPU = torch.device("cpu")
 

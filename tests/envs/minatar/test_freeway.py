@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rlreg.envs.minatar.freeway as freeway_module
 import torch
-
-import envs.minatar.freeway as freeway_module
-from envs.minatar import MinAtarBatch
-from envs.minatar.base import CounterRNG
-from envs.minatar.freeway import Freeway
+from rlreg.envs.minatar import MinAtarBatch
+from rlreg.envs.minatar.base import CounterRNG
+from rlreg.envs.minatar.freeway import Freeway
 
 CPU = torch.device("cpu")
 EPISODE = 2501  # frames in every Freeway episode

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from rlreg.envs.minatar import GYM_IDS, MinAtarBatch, MinAtarEnv, MinAtarVectorEnv
 
-from envs.minatar import GYM_IDS, MinAtarBatch, MinAtarEnv, MinAtarVectorEnv
 from rlreg.errors import RlregError
 
 

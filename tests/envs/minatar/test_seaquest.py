@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from envs.minatar import MinAtarBatch
-from envs.minatar.base import CounterRNG
-from envs.minatar.seaquest import Seaquest
+from rlreg.envs.minatar import MinAtarBatch
+from rlreg.envs.minatar.base import CounterRNG
+from rlreg.envs.minatar.seaquest import Seaquest
 
 CPU = torch.device("cpu")
 N_, L_, U_, R_, D_, F_ = range(6)

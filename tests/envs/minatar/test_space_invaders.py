@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from envs.minatar import MinAtarBatch
-from envs.minatar.base import CounterRNG
-from envs.minatar.space_invaders import SpaceInvaders
+from rlreg.envs.minatar import MinAtarBatch
+from rlreg.envs.minatar.base import CounterRNG
+from rlreg.envs.minatar.space_invaders import SpaceInvaders
 
 CPU = torch.device("cpu")
 
