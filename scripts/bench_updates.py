@@ -1,10 +1,12 @@
-"""TD3+BC gradient updates per second: rlreg vs Stable-Baselines3 ``TD3.train()``, one process.
+"""TD3+BC gradient updates per second: rlreg vs plain PyTorch vs Stable-Baselines3 ``TD3.train()``.
 
 Both learners get the same synthetic D4RL-sized data (``--size`` transitions, Hopper-like shapes by
 default), batch 256, 2×256 MLPs, twin critics, policy delay 2, on the same device and thread count.
 Runs alternate (rlreg, SB3, rlreg, SB3, ...) so machine noise hits both; reported: the median of
 each, their ratio, and the median of the per-pair ratios (robust to the machine's drift).
-SB3 has no BC term, so it does slightly less work than ours.
+SB3 has no BC term, so it does slightly less work than ours. "plain PyTorch" is the same TD3+BC
+update written with ``nn.Linear``, autograd and ``Adam(fused=True)`` (the engine question of issue
+14: what the hand-fused MLP and FlatAdam gain over it).
 
     python scripts/bench_updates.py                      # CPU, 2 threads
     python scripts/bench_updates.py --device cuda --updates 3000
@@ -65,6 +67,68 @@ def make_rlreg(data: dict[str, np.ndarray], device: str, cuda_graph: bool = Fals
     def run(n: int) -> None:
         for _ in range(n):
             agent.update(store.sample(256, gen))
+
+    return run
+
+
+def make_plain(data: dict[str, np.ndarray], device: str):
+    """TD3+BC in plain PyTorch: ``nn.Linear`` modules, autograd, ``Adam(fused=True)``, soft target
+    updates with ``torch._foreach_lerp_``; the same computation as ours (twin critics, target
+    smoothing 0.2/0.5, policy delay 2, lambda = 2.5 / mean|Q|, BC MSE), no hand-fused engine."""
+    import copy
+
+    from torch import nn
+
+    obs_dim, act_dim = data["obs"].shape[1], data["act"].shape[1]
+    dev = torch.device(device)
+    t = {k: torch.as_tensor(v, device=dev) for k, v in data.items()}
+    n = len(data["obs"])
+
+    def mlp(i: int, o: int, tanh: bool = False) -> nn.Sequential:
+        layers = [nn.Linear(i, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, o)]
+        return nn.Sequential(*layers, *([nn.Tanh()] if tanh else [])).to(dev)
+
+    actor = mlp(obs_dim, act_dim, tanh=True)
+    critics = nn.ModuleList([mlp(obs_dim + act_dim, 1), mlp(obs_dim + act_dim, 1)])
+    actor_t, critics_t = copy.deepcopy(actor), copy.deepcopy(critics)
+    fused = dev.type in ("cpu", "cuda")
+    a_opt = torch.optim.Adam(actor.parameters(), lr=3e-4, fused=fused)
+    c_opt = torch.optim.Adam(critics.parameters(), lr=3e-4, fused=fused)
+    pairs = [(list(actor_t.parameters()), list(actor.parameters()))]
+    pairs.append((list(critics_t.parameters()), list(critics.parameters())))
+    gen = torch.Generator(device=dev).manual_seed(0)
+    it = [0]
+
+    def update() -> None:
+        idx = torch.randint(n, (256,), device=dev, generator=gen)
+        s, a, r, s2, d = (t[k][idx] for k in ("obs", "act", "rew", "next_obs", "done"))
+        with torch.no_grad():
+            noise = (torch.randn(a.shape, device=dev, generator=gen) * 0.2).clamp(-0.5, 0.5)
+            a2 = (actor_t(s2) + noise).clamp(-1, 1)
+            x2 = torch.cat([s2, a2], 1)
+            q_t = torch.min(critics_t[0](x2), critics_t[1](x2)).squeeze(1)
+            y = r + 0.99 * (1 - d) * q_t
+        x = torch.cat([s, a], 1)
+        c_loss = sum(((c(x).squeeze(1) - y) ** 2).mean() for c in critics)
+        c_opt.zero_grad(set_to_none=True)
+        c_loss.backward()
+        c_opt.step()
+        it[0] += 1
+        if it[0] % 2 == 0:
+            pi = actor(s)
+            q = critics[0](torch.cat([s, pi], 1))
+            lam = 2.5 / q.abs().mean().detach()
+            a_loss = -lam * q.mean() + ((pi - a) ** 2).mean()
+            a_opt.zero_grad(set_to_none=True)
+            a_loss.backward()
+            a_opt.step()
+            with torch.no_grad():
+                for target, online in pairs:
+                    torch._foreach_lerp_(target, online, 0.005)
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            update()
 
     return run
 
@@ -138,7 +202,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     data = synthetic(args.size, args.obs_dim, args.act_dim)
-    runners = {"rlreg TD3+BC": make_rlreg(data, args.device), "SB3 TD3.train()": make_sb3(data, args.device)}
+    runners = {
+        "rlreg TD3+BC": make_rlreg(data, args.device),
+        "plain PyTorch TD3+BC": make_plain(data, args.device),
+        "SB3 TD3.train()": make_sb3(data, args.device),
+    }
     if args.cuda_graph:
         runners["rlreg TD3+BC, CUDA graph"] = make_rlreg(data, args.device, cuda_graph=True)
     for run in runners.values():  # warm-up (allocator, lazy optimizer state, cuBLAS)
@@ -162,10 +230,14 @@ def main() -> None:
     )
     med = {k: statistics.median(v) for k, v in results.items()}
     for name, values in results.items():
-        print(f"{name:18s} {med[name]:9.1f} updates/s   (runs: {', '.join(f'{v:.0f}' for v in values)})")
+        print(f"{name:24s} {med[name]:9.1f} updates/s   (runs: {', '.join(f'{v:.0f}' for v in values)})")
     ours, sb3 = med["rlreg TD3+BC"], med["SB3 TD3.train()"]
     paired = statistics.median(a / b for a, b in zip(results["rlreg TD3+BC"], results["SB3 TD3.train()"]))
     print(f"ratio rlreg / SB3: {ours / sb3:.2f}x (ratio of medians); {paired:.2f}x (median of paired runs)")
+    plain = results["plain PyTorch TD3+BC"]
+    paired_p = statistics.median(a / b for a, b in zip(results["rlreg TD3+BC"], plain))
+    print(f"ratio rlreg / plain PyTorch: {ours / med['plain PyTorch TD3+BC']:.2f}x; {paired_p:.2f}x (paired)")
+    print(f"ratio plain PyTorch / SB3: {med['plain PyTorch TD3+BC'] / sb3:.2f}x (ratio of medians)")
     if args.cuda_graph:
         print(
             f"ratio rlreg CUDA graph / SB3: {med['rlreg TD3+BC, CUDA graph'] / sb3:.2f}x (ratio of medians)"
