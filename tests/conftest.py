@@ -52,6 +52,27 @@ def unit_box(act_dim: int) -> tuple[np.ndarray, np.ndarray]:
     return -np.ones(act_dim, np.float32), np.ones(act_dim, np.float32)
 
 
+def _load_script(name: str):
+    """Import ``scripts/<name>.py`` as module ``name`` (once per session)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def load_script():
+    """``load_script("seed_table")``: a script under ``scripts/`` imported as a module."""
+    return _load_script
+
+
 @pytest.fixture
 def make_batch():
     """Factory for fixed synthetic batches: ``make_batch(n, obs_dim, act_dim, seed)``."""

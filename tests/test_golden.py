@@ -8,7 +8,6 @@ the differing columns of the last metrics row.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,15 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("golden_digests", ROOT / "scripts" / "golden_digests.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_recipe_gives_the_recorded_numbers(pendulum_medium):
-    gd = load_script()
+def test_every_recipe_gives_the_recorded_numbers(pendulum_medium, load_script):
+    gd = load_script("golden_digests")
     record = json.loads(gd.GOLDEN.read_text())
     assert set(record["cases"]) == set(gd.CASES), "a case without a recorded digest: run --update"
     if record["cpu"] != gd.cpu_model():
@@ -35,8 +27,8 @@ def test_every_recipe_gives_the_recorded_numbers(pendulum_medium):
     assert not any(problems.values()), {k: v for k, v in problems.items() if v}
 
 
-def test_differences_name_the_columns():
-    gd = load_script()
+def test_differences_name_the_columns(load_script):
+    gd = load_script("golden_digests")
     a = {"metrics": "x", "eval": "y", "last": {"step": "10", "train/critic_loss": "1.0"}}
     b = {"metrics": "z", "eval": "y", "last": {"step": "10", "train/critic_loss": "1.5"}}
     assert gd.differences(a, a) == []

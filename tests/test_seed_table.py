@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,13 +11,6 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("seed_table", ROOT / "scripts" / "seed_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def write_run(folder: Path, returns: list[float]) -> None:
     folder.mkdir(parents=True)
     lines = ["step,return_mean,return_std,length_mean,score"]
@@ -26,15 +18,15 @@ def write_run(folder: Path, returns: list[float]) -> None:
     (folder / "eval.csv").write_text("\n".join(lines) + "\n")
 
 
-def test_welch_t_matches_scipy():
-    st = load_script()
+def test_welch_t_matches_scipy(load_script):
+    st = load_script("seed_table")
     a, b = [1.0, 2.0, 4.0], [3.0, 5.0, 6.0, 9.0]
     assert st.welch_t(a, b) == pytest.approx(stats.ttest_ind(b, a, equal_var=False).statistic)
     assert st.welch_t([1.0], b) is None and st.welch_t([2.0, 2.0], [2.0, 2.0]) is None
 
 
-def test_report_prints_summary_t_and_curves(tmp_path, monkeypatch, capsys):
-    st = load_script()
+def test_report_prints_summary_t_and_curves(tmp_path, monkeypatch, capsys, load_script):
+    st = load_script("seed_table")
     runs = {"dqn-s0": [1, 2, 3], "dqn-s1": [1, 3, 5], "mdqn-s0": [2, 4, 8], "mdqn-s1": [2, 5, 9]}
     for name, returns in runs.items():
         write_run(tmp_path / name, [float(r) for r in returns])
@@ -52,13 +44,15 @@ def test_report_prints_summary_t_and_curves(tmp_path, monkeypatch, capsys):
     assert "| mdqn | 2.0 ± 0.0 | 4.5 ± 0.7 | 8.5 ± 0.7 |" in out
 
 
-def test_jobs_train_concurrently_with_cores_over_jobs_threads(tmp_path, monkeypatch, pendulum_medium):
+def test_jobs_train_concurrently_with_cores_over_jobs_threads(
+    tmp_path, monkeypatch, pendulum_medium, load_script
+):
     """--jobs 2: two runs at once, each new run recording cores // 2 torch threads in its config."""
     import json
 
     from rlreg.threads import default_threads
 
-    st = load_script()
+    st = load_script("seed_table")
     argv = ["seed_table.py", "--dataset", pendulum_medium, "--agents", "td3bc", "--seeds", "0", "1"]
     argv += [
         "--steps",
