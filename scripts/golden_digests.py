@@ -65,14 +65,21 @@ CASES: dict[str, list[str]] = {
 
 
 def cpu_model() -> str:
-    """The CPU model name (``/proc/cpuinfo``), or the platform's processor string."""
+    """The CPU the digests hold for: model name, family/model and widest vector unit.
+
+    The model name alone is not enough: two "AMD EPYC" machines here (Zen 3 with AVX2, Zen 4 with
+    AVX-512) round some kernels differently even with the pins above.
+    """
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    isa = "avx512" if any(f.startswith("avx512") for f in flags) else "avx2" if "avx2" in flags else "other"
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, {isa})"
 
 
 def csv_digest(path: Path) -> tuple[str, list[dict[str, str]]]:
