@@ -10,15 +10,26 @@ update written with ``nn.Linear``, autograd and ``Adam(fused=True)`` (the engine
 
     python scripts/bench_updates.py                      # CPU, 2 threads
     python scripts/bench_updates.py --device cuda --updates 3000
+    python scripts/bench_updates.py --engine-ref HEAD~1  # also the same agent on an earlier nets.py
+
+``--engine-ref REV`` adds a fourth learner: the same agent code (a second copy of
+``rlreg.agents.td3``) bound to ``rlreg/nets.py`` as of git revision ``REV``, to check that an engine
+change keeps its speed (paired ratio against the current engine).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -35,8 +46,37 @@ def synthetic(size: int, obs_dim: int, act_dim: int, seed: int = 0) -> dict[str,
     }
 
 
-def make_rlreg(data: dict[str, np.ndarray], device: str, cuda_graph: bool = False):
-    from rlreg.agents.td3 import TD3Agent, TD3Config
+def _load_module(name: str, path: str | Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def td3_with_engine(rev: str) -> ModuleType:
+    """A separate copy of ``rlreg.agents.td3`` whose network names come from ``rlreg/nets.py`` at git
+    revision ``rev`` (the agent code itself is the current one)."""
+    import rlreg.agents.td3 as td3
+
+    root = Path(__file__).resolve().parents[1]
+    show = ["git", "-C", str(root), "show", f"{rev}:rlreg/nets.py"]
+    source = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="bench_nets_")) / "nets.py"
+    path.write_text(source)
+    nets = _load_module("_bench_nets_ref", path)
+    agent = _load_module("_bench_td3_ref", td3.__file__)
+    for name in nets.__all__:
+        if name in vars(agent):
+            setattr(agent, name, getattr(nets, name))
+    return agent
+
+
+def make_rlreg(
+    data: dict[str, np.ndarray], device: str, cuda_graph: bool = False, td3: ModuleType | None = None
+):
+    if td3 is None:
+        import rlreg.agents.td3 as td3
 
     from rlreg.data.transitions import TransitionStore
     from rlreg.regularizers import BC
@@ -44,8 +84,8 @@ def make_rlreg(data: dict[str, np.ndarray], device: str, cuda_graph: bool = Fals
     obs_dim, act_dim = data["obs"].shape[1], data["act"].shape[1]
     store = TransitionStore(len(data["obs"]), obs_dim, act_dim, device)
     store.add(data["obs"], data["act"], data["rew"], data["next_obs"], data["done"])
-    agent = TD3Agent(
-        TD3Config(alpha=2.5),
+    agent = td3.TD3Agent(
+        td3.TD3Config(alpha=2.5),
         obs_dim,
         act_dim,
         -np.ones(act_dim),
@@ -196,6 +236,11 @@ def main() -> None:
     p.add_argument(
         "--cuda-graph", action="store_true", help="also time rlreg with train.cuda_graph's captured update"
     )
+    p.add_argument(
+        "--engine-ref",
+        metavar="REV",
+        help="also time the same agent with rlreg/nets.py from git revision REV (e.g. HEAD~1)",
+    )
     p.add_argument("--obs-dim", type=int, default=11)
     p.add_argument("--act-dim", type=int, default=3)
     args = p.parse_args()
@@ -209,6 +254,9 @@ def main() -> None:
     }
     if args.cuda_graph:
         runners["rlreg TD3+BC, CUDA graph"] = make_rlreg(data, args.device, cuda_graph=True)
+    ref_name = f"rlreg, nets.py@{args.engine_ref}"
+    if args.engine_ref:
+        runners[ref_name] = make_rlreg(data, args.device, td3=td3_with_engine(args.engine_ref))
     for run in runners.values():  # warm-up (allocator, lazy optimizer state, cuBLAS)
         run(50)
     results: dict[str, list[float]] = {k: [] for k in runners}
@@ -230,7 +278,7 @@ def main() -> None:
     )
     med = {k: statistics.median(v) for k, v in results.items()}
     for name, values in results.items():
-        print(f"{name:24s} {med[name]:9.1f} updates/s   (runs: {', '.join(f'{v:.0f}' for v in values)})")
+        print(f"{name:28s} {med[name]:9.1f} updates/s   (runs: {', '.join(f'{v:.0f}' for v in values)})")
     ours, sb3 = med["rlreg TD3+BC"], med["SB3 TD3.train()"]
     paired = statistics.median(a / b for a, b in zip(results["rlreg TD3+BC"], results["SB3 TD3.train()"]))
     print(f"ratio rlreg / SB3: {ours / sb3:.2f}x (ratio of medians); {paired:.2f}x (median of paired runs)")
@@ -238,6 +286,9 @@ def main() -> None:
     paired_p = statistics.median(a / b for a, b in zip(results["rlreg TD3+BC"], plain))
     print(f"ratio rlreg / plain PyTorch: {ours / med['plain PyTorch TD3+BC']:.2f}x; {paired_p:.2f}x (paired)")
     print(f"ratio plain PyTorch / SB3: {med['plain PyTorch TD3+BC'] / sb3:.2f}x (ratio of medians)")
+    if args.engine_ref:
+        paired_r = statistics.median(a / b for a, b in zip(results["rlreg TD3+BC"], results[ref_name]))
+        print(f"ratio rlreg / {ref_name}: {ours / med[ref_name]:.2f}x; {paired_r:.2f}x (paired)")
     if args.cuda_graph:
         print(
             f"ratio rlreg CUDA graph / SB3: {med['rlreg TD3+BC, CUDA graph'] / sb3:.2f}x (ratio of medians)"
