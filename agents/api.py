@@ -105,11 +105,11 @@ class TrainedRun:
             state = load_checkpoint(self.dir / CHECKPOINT)
             self._run = build_run(self.config)
             self._run.agent.load_state_dict(state["agent"])
-        if self._run.collector is not None:  # MinAtar: tensors of (N, C, H, W) frames
+        if self._run.minatar:  # MinAtar: tensors of (N, C, H, W) frames
             import torch
 
             obs = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=self._run.device)
-            return self._run.agent.greedy(obs).cpu().numpy()
+            return self._run.agent.act(obs, "greedy").cpu().numpy()
         return np.asarray(self._run.policy_fn()(np.asarray(observations, np.float32)))
 
     def __repr__(self) -> str:

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from rlreg.agents.dqn import DQNAgent, DQNConfig
-from rlreg.agents.td3 import TD3Agent, TD3Config
+from rlreg.agents.base import agent_class
 
 from rlreg.errors import RlregError, check
 from rlreg.regularizers import REGISTRY
 
-__all__ = ["TrainConfig", "AGENTS", "coerce", "apply_sets", "config_from_dict", "section_fields"]
+__all__ = ["TrainConfig", "coerce", "apply_sets", "config_from_dict", "section_fields"]
 
 
 @dataclass
@@ -140,14 +139,10 @@ class TrainConfig:
         )
 
 
-# agent kind → (config class, agent class)
-AGENTS: dict[str, tuple[type, type]] = {"td3": (TD3Config, TD3Agent), "dqn": (DQNConfig, DQNAgent)}
-
-
 def section_fields(cfg: dict[str, Any]) -> dict[str, type]:
     """Config dataclass of each ``--set`` section of a resolved run config."""
     agent_kind = cfg["agent"]
-    out: dict[str, type] = {"agent": AGENTS[agent_kind][0], "train": TrainConfig}
+    out: dict[str, type] = {"agent": agent_class(agent_kind).Config, "train": TrainConfig}
     for reg in cfg["regularizers"]:
         out[reg["name"]] = REGISTRY[reg["name"]].Config
     return out

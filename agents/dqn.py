@@ -35,7 +35,6 @@ Regularizers see :class:`_View` (documented as :class:`rlreg.regularizers.base.Q
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from rlreg.agents.base import UPDATE, Agent, add_terms, register_agent
 from torch import nn
 
 from rlreg.data.transitions import TensorBatch
@@ -246,10 +246,15 @@ class _View:
             self._sink[f"reg/{reg.name}/{key}"] = value.detach()
 
 
-class DQNAgent:
+@register_agent
+class DQNAgent(Agent):
     """DQN with regularizer hooks. ``update(batch)`` is one gradient step; ``act`` acts ε-greedily."""
 
+    name = "dqn"
     family = "q_learning"
+    Config = DQNConfig
+    action_space = "discrete"
+    counters = ("num_updates", "num_target_updates")
 
     def __init__(
         self,
@@ -260,9 +265,7 @@ class DQNAgent:
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
-        config.validate()
-        self.config = config
-        self.device = torch.device(device)
+        super().__init__(config, regularizers, device, seed)
         self.obs_shape = tuple(int(x) for x in obs_shape)
         check(
             len(self.obs_shape) == 3 and min(self.obs_shape[1:]) >= 3,
@@ -270,48 +273,53 @@ class DQNAgent:
             "train it on a MinAtar environment: --env minatar:<game>",
         )
         self.num_actions = int(num_actions)
-        self.regularizers = list(regularizers)
-        names = [r.name for r in self.regularizers]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        check(not dup, f"regularizer(s) {dup} given twice", "list each regularizer once")
         for r in self.regularizers:
-            check(
-                self.family in r.families,
-                f"regularizer '{r.name}' does not fit a {self.family} agent (it fits {sorted(r.families)})",
-                "choose an agent of a family the regularizer supports",
-            )
             check(
                 not r.needs_critic_features,
                 f"regularizer '{r.name}' needs critic features, which the DQN agent does not provide",
                 "use it with an actor-critic agent",
             )
-
         torch.manual_seed(seed)  # network initialisation
         self.q = self.make_q_network()
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.q_prev_target = copy.deepcopy(self.q).requires_grad_(False)
-        c = config
-        if c.optimizer == "adam":
-            # fused: one kernel for all parameters (same update rule as the default Adam)
-            self.opt: torch.optim.Optimizer = torch.optim.Adam(
-                self.q.parameters(), lr=c.lr, eps=c.adam_eps, fused=True
-            )
-        else:
-            self.opt = torch.optim.RMSprop(
-                self.q.parameters(),
-                lr=c.lr,
-                alpha=c.rmsprop_alpha,
-                eps=c.rmsprop_eps,
-                centered=c.rmsprop_centered,
-            )
+        self.opt = self._make_optimizer()
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed + 1)
-        self.num_updates = 0
         self.num_target_updates = 0
+        self.epsilon = float("nan")  # the last exploration ε used (logged as train/epsilon)
         self._metrics: dict[str, torch.Tensor] = {}
+        self.modules = {"q": self.q, "q_target": self.q_target, "q_prev_target": self.q_prev_target}
+        self.optimizers = {"opt": self.opt}
+        self.generators = {"gen": self.gen}
         self.view = _View(self, "target", sink=self._metrics)
         for r in self.regularizers:
             r.to(self.device)
+
+    @classmethod
+    def from_spec(
+        cls, config: DQNConfig, spec: SetupSource, regularizers: Sequence[Regularizer], device: Any, seed: int
+    ) -> DQNAgent:
+        check(
+            spec.discrete,
+            f"the {cls.name} agent needs discrete actions; this problem's are continuous "
+            f"({spec.act_dim}-D Box)",
+            "train it on a MinAtar environment: --env minatar:<game>",
+        )
+        return cls(config, spec.obs_shape, spec.num_actions, regularizers, device, seed)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "adam":
+            # fused: one kernel for all parameters (same update rule as the default Adam)
+            return torch.optim.Adam(self.q.parameters(), lr=c.lr, eps=c.adam_eps, fused=True)
+        return torch.optim.RMSprop(
+            self.q.parameters(),
+            lr=c.lr,
+            alpha=c.rmsprop_alpha,
+            eps=c.rmsprop_eps,
+            centered=c.rmsprop_centered,
+        )
 
     # ------------------------------------------------------------------ networks
     def make_q_network(self) -> MinAtarQNet:
@@ -324,12 +332,6 @@ class DQNAgent:
         if which not in nets:
             raise RlregError(f"unknown Q network '{which}'", f"use one of: {', '.join(nets)}")
         return nets[which]
-
-    def setup(self, source: SetupSource) -> None:
-        """Run every regularizer's ``setup`` (extra networks and their optimizers)."""
-        for r in self.regularizers:
-            r.setup(source, self.view)
-            r.to(self.device)
 
     # ------------------------------------------------------------------ targets
     @torch.no_grad()
@@ -376,12 +378,7 @@ class DQNAgent:
         if regs:
             ctx = CriticContext(q=q[None], target=target)
             for r in regs:
-                terms = r.critic_terms(batch, ctx, view)
-                for k, v in terms.losses.items():
-                    metrics[f"reg/{r.name}/{k}"] = v.detach()
-                    loss = loss + v
-                for k, v in terms.stats.items():
-                    metrics[f"reg/{r.name}/{k}"] = v
+                loss = add_terms(loss, r.critic_terms(batch, ctx, view), r.name, metrics)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -407,12 +404,21 @@ class DQNAgent:
         self.num_target_updates += 1
         self.view.reset()  # values cached from the old target are stale now
 
-    def schedule(self, prev_step: int, step: int, learning_starts: int) -> list[str]:
+    def handle(self, event: str) -> dict[str, torch.Tensor]:
+        """The schedule's ``"target"`` event: a hard target update."""
+        if event != "target":
+            return super().handle(event)
+        self.update_target()
+        return {}
+
+    def schedule(self, prev_step: int, step: int, learning_starts: int | None = None) -> list[str]:
         """Events due while the environment-step count went from ``prev_step`` to ``step``: an
         ``"update"`` at every multiple of ``train_every`` and a ``"target"`` update at every multiple of
         ``target_update``, both only after ``learning_starts`` steps (CleanRL/DVW: ``step >
-        learning_starts``), in step order (an update before a target copy due at the same step)."""
-        lo = max(prev_step, learning_starts)
+        learning_starts``; default: the run's, from ``setup``), in step order (an update before a
+        target copy due at the same step)."""
+        ls = self.learning_starts if learning_starts is None else learning_starts
+        lo = max(prev_step, ls)
         if step <= lo:
             return []
         c = self.config
@@ -421,16 +427,30 @@ class DQNAgent:
             (n, 1) for n in range((lo // c.target_update + 1) * c.target_update, step + 1, c.target_update)
         ]
         events.sort()
-        return ["update" if kind == 0 else "target" for _, kind in events]
+        return [UPDATE if kind == 0 else "target" for _, kind in events]
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, epsilon: float) -> torch.Tensor:
-        """ε-greedy actions ``(N,)`` int64 for observations ``(N, C, H, W)`` on the agent's device.
+    def act(
+        self,
+        obs: torch.Tensor,
+        mode: str = "explore",
+        step: int | None = None,
+        epsilon: float | None = None,
+    ) -> torch.Tensor:
+        """Actions ``(N,)`` int64 for observations ``(N, C, H, W)`` on the agent's device.
 
-        Two random draws per environment every call (a uniform and a random action), whatever ε is,
-        so the generator's stream does not depend on ε.
+        ``explore``: ε-greedy with ε from the schedule at environment step ``step``
+        (:meth:`DQNConfig.epsilon`) or the given ``epsilon``. Two random draws per environment every
+        call (a uniform and a random action), whatever ε is, so the generator's stream does not
+        depend on ε. ``greedy``/``deterministic``: ``argmax_a q(s, a)``.
         """
+        self.check_mode(mode)
+        if mode != "explore":
+            return self.q(obs).argmax(1)
+        if epsilon is None:
+            epsilon = self.config.epsilon(step or 0, self.total_steps, self.learning_starts)
+        self.epsilon = float(epsilon)
         n = obs.shape[0]
         u = torch.rand(n, generator=self.gen, device=self.device)
         random_actions = torch.randint(0, self.num_actions, (n,), generator=self.gen, device=self.device)
@@ -444,38 +464,5 @@ class DQNAgent:
         """Greedy actions ``argmax_a q(s, a)`` (evaluation)."""
         return self.q(obs).argmax(1)
 
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "config": dataclasses.asdict(self.config),
-            "q": self.q.state_dict(),
-            "q_target": self.q_target.state_dict(),
-            "q_prev_target": self.q_prev_target.state_dict(),
-            "opt": self.opt.state_dict(),
-            "num_updates": self.num_updates,
-            "num_target_updates": self.num_target_updates,
-            "gen": self.gen.get_state(),
-            "regularizers": [r.state_dict() for r in self.regularizers],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            for name in ("q", "q_target", "q_prev_target"):
-                getattr(self, name).load_state_dict(state[name])
-            self.opt.load_state_dict(state["opt"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise RlregError(
-                f"agent state does not match this agent ({type(e).__name__}: {str(e).splitlines()[0]})",
-                "load a checkpoint saved by the same agent with the same network sizes and regularizers",
-            ) from e
-        regs = state.get("regularizers", [])
-        check(
-            len(regs) == len(self.regularizers),
-            f"checkpoint has {len(regs)} regularizer(s), this agent has {len(self.regularizers)}",
-            "resume with the same regularizers as the run that saved it",
-        )
-        for r, s in zip(self.regularizers, regs):
-            r.load_state_dict(s)
-        self.num_updates = int(state["num_updates"])
-        self.num_target_updates = int(state["num_target_updates"])
-        self.gen.set_state(state["gen"].to("cpu") if hasattr(state["gen"], "to") else state["gen"])
+    def stats(self) -> dict[str, float]:
+        return {"train/epsilon": self.epsilon}

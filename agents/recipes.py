@@ -1,9 +1,9 @@
 """Agent recipes: hyper-parameters as data (``agents/recipes/*.yaml``) with per-dataset overrides
 and the source of each value.
 
-A recipe file has ``name``, ``agent`` (a kind in :data:`rlreg.agents.config.AGENTS`), ``summary``,
-``paper``, ``code``, ``agent_config``, ``regularizers`` (name → settings, in order), ``train``,
-``sources`` (``section.field`` → where the value comes from) and ``overrides`` (a list of
+A recipe file has ``name``, ``agent`` (a registered agent kind,
+:func:`rlreg.agents.base.agent_names`), ``summary``, ``paper``, ``code``, ``agent_config``,
+``regularizers`` (name → settings, in order), ``train``, ``sources`` (``section.field`` → where the value comes from) and ``overrides`` (a list of
 ``{match: <fnmatch pattern on the dataset key>, set: {section.field: value}, source: ...}``
 applied in order; the key is described below).
 
@@ -107,13 +107,14 @@ def resolve_config(
     Overrides are chosen by :func:`dataset_key` of ``dataset`` (or of ``env`` when the dataset
     says nothing about its environment); see the module docstring for what is recorded.
     """
-    from rlreg.agents.config import AGENTS, TrainConfig, apply_sets
+    from rlreg.agents.base import agent_class
+    from rlreg.agents.config import TrainConfig, apply_sets
 
     from rlreg.regularizers import REGISTRY
 
     recipe = load_recipe(recipe_name)
     kind = recipe["agent"]
-    agent_cls = AGENTS[kind][0]
+    agent_cls = agent_class(kind).Config
     regs = dict(recipe.get("regularizers") or {})
     sets = dict(sets or {})
     given = [k for k in (recipe.get("switches") or {}) if k in sets]
@@ -210,11 +211,12 @@ def _resolve_switches(recipe: dict[str, Any], sets: dict[str, Any]) -> dict[str,
 
 def validate_config(cfg: dict[str, Any]) -> None:
     """Build every config dataclass once so bad values fail before anything runs."""
-    from rlreg.agents.config import AGENTS, TrainConfig, config_from_dict
+    from rlreg.agents.base import agent_class
+    from rlreg.agents.config import TrainConfig, config_from_dict
 
     from rlreg.regularizers import REGISTRY
 
-    config_from_dict(AGENTS[cfg["agent"]][0], cfg["agent_config"], "agent")
+    config_from_dict(agent_class(cfg["agent"]).Config, cfg["agent_config"], "agent")
     config_from_dict(TrainConfig, cfg["train"], "train")
     for reg in cfg["regularizers"]:
         REGISTRY[reg["name"]](config_from_dict(REGISTRY[reg["name"]].Config, reg["config"], reg["name"]))

@@ -25,16 +25,16 @@ The update has no host synchronisation: metrics come back as 0-d device tensors.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from rlreg.agents.base import Agent, add_terms, register_agent
 
 from rlreg.data.transitions import TensorBatch
-from rlreg.errors import RlregError, check, check_widths
+from rlreg.errors import check, check_widths
 from rlreg.nets import Actor, Critic, FlatAdam, mlp_backward, mlp_forward
 from rlreg.regularizers.base import CriticContext, Regularizer, SetupSource
 
@@ -121,23 +121,52 @@ class _View:
     def step(self) -> int:
         return self._agent.num_updates
 
+    @property
+    def policy_version(self) -> int:
+        return self._agent.policy_version
+
+    def actor_due(self, update: int) -> bool:
+        return update % self._agent.config.policy_freq == 0
+
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self._agent.actor(obs)
 
     def policy_target(self, obs: torch.Tensor) -> torch.Tensor:
-        return self._agent.actor_target(obs)
+        with torch.no_grad():
+            return self._agent.actor_target(obs)
 
     def q_values(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
-        return (self._agent.critic_target if target else self._agent.critic)(obs, act)
+        if target:
+            with torch.no_grad():
+                return self._agent.critic_target(obs, act)
+        return self._agent.critic(obs, act)
 
     def q1(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
-        return (self._agent.critic_target if target else self._agent.critic).q1(obs, act)
+        net = self._agent.critic_target if target else self._agent.critic
+        if torch.is_grad_enabled() and not target:
+            return net(obs, act)[0]  # differentiable in the critic's weights (all heads' graph)
+        with torch.no_grad():  # no gradient asked for: head 1 alone
+            return _head1(net, obs, act)
+
+    def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None:
+        self._agent._metrics[f"reg/{reg.name}/{key}"] = value.detach()
 
 
-class TD3Agent:
+def _head1(critic: Critic, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Head 1's ``(B,)`` values without autograd (the fused member path)."""
+    member = 0 if critic.net.ensemble > 1 else None
+    return mlp_forward(critic.net, torch.cat([obs, act], dim=-1), member=member)[0].reshape(-1)
+
+
+@register_agent
+class TD3Agent(Agent):
     """TD3 with regularizer hooks. ``update(batch)`` is one gradient step; ``act`` acts."""
 
+    name = "td3"
     family = "actor_critic"
+    Config = TD3Config
+    action_space = "continuous"
+    random_warmup = True  # online: uniform random actions before learning_starts (TD3, SB3)
 
     def __init__(
         self,
@@ -150,41 +179,16 @@ class TD3Agent:
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
-        config.validate()
-        self.config = config
-        self.device = torch.device(device)
+        super().__init__(config, regularizers, device, seed)
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
-        self.action_low = torch.as_tensor(np.asarray(action_low, np.float32), device=self.device).reshape(
-            act_dim
-        )
-        self.action_high = torch.as_tensor(np.asarray(action_high, np.float32), device=self.device).reshape(
-            act_dim
-        )
-        check(
-            bool(torch.all(self.action_high > self.action_low)),
-            f"action space bounds are empty or reversed: low={self.action_low.tolist()} "
-            f"high={self.action_high.tolist()}",
-            "use a Box action space with low < high",
-        )
+        self.action_low, self.action_high = _box(action_low, action_high, act_dim, self.device)
         self._half = (self.action_high - self.action_low) / 2
-
-        self.regularizers = list(regularizers)
-        names = [r.name for r in self.regularizers]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        check(not dup, f"regularizer(s) {dup} given twice", "list each regularizer once")
-        for r in self.regularizers:
-            check(
-                self.family in r.families,
-                f"regularizer '{r.name}' does not fit a {self.family} agent (it fits {sorted(r.families)})",
-                "choose an agent of a family the regularizer supports",
-            )
         self._need_features = any(r.needs_critic_features for r in self.regularizers)
         # Without critic terms the critic loss is plain TD error: its gradient w.r.t. Q is written
         # out and the critic runs without autograd (same gradients, far less overhead).
         self._autograd_critic = self._need_features or any(
             type(r).critic_terms is not Regularizer.critic_terms for r in self.regularizers
         )
-
         torch.manual_seed(seed)  # network initialisation
         c = config
         self.actor = Actor(obs_dim, act_dim, c.actor_hidden, self.action_low, self.action_high).to(
@@ -200,31 +204,39 @@ class TD3Agent:
         self.critic_opt = FlatAdam(self.critic.net.flat, c.critic_lr)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed + 1)
-        self.num_updates = 0
-        self._ahead: tuple[TensorBatch, Any] | None = None  # (next batch, its prepared π(s))
+        self.policy_version = 0
+        self._metrics: dict[str, torch.Tensor] = {}
+        self.modules = {
+            "actor": self.actor,
+            "critic": self.critic,
+            "actor_target": self.actor_target,
+            "critic_target": self.critic_target,
+        }
+        self.optimizers = {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt}
+        self.generators = {"gen": self.gen}
         self.view = _View(self)
         for r in self.regularizers:
             r.to(self.device)
 
-    # ------------------------------------------------------------------ setup
-    def setup(self, source: SetupSource) -> None:
-        """Run every regularizer's ``setup`` (indexes, extra networks)."""
-        for r in self.regularizers:
-            r.setup(source, self.view)
-            r.to(self.device)
-
-    # ------------------------------------------------------------------ update
-    @property
-    def uses_next_batch(self) -> bool:
-        """True when ``update(batch, next_batch=...)`` can use the next batch early: some regularizer
-        prepares actor work (``prepare_actor``) and the actor is not updated every step."""
-        return self.config.policy_freq > 1 and any(
-            type(r).prepare_actor is not Regularizer.prepare_actor for r in self.regularizers
+    @classmethod
+    def from_spec(
+        cls, config: TD3Config, spec: SetupSource, regularizers: Sequence[Regularizer], device: Any, seed: int
+    ) -> TD3Agent:
+        check(
+            not spec.discrete and spec.act_dim is not None,
+            f"the {cls.name} agent needs continuous actions (a 1-D Box); this problem has "
+            f"{spec.num_actions} discrete actions",
+            "train a discrete-action recipe here (rlreg train dqn|mdqn|dqn-minatar), or use an "
+            "environment with continuous actions",
+        )
+        return cls(
+            config, spec.obs_dim, spec.act_dim, spec.action_low, spec.action_high, regularizers, device, seed
         )
 
+    # ------------------------------------------------------------------ update
     def _prepare_actor(self, batch: TensorBatch) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """π(s) of ``batch`` (no grad, with the activations the actor step reuses); regularizers'
-        ``prepare_actor`` hooks start their work on it."""
+        ``prepare_actor`` hooks start their work on it (the critic step does not move the actor)."""
         with torch.no_grad():
             z, hs = mlp_forward(self.actor.net, batch.observations)
             t = torch.tanh(z)
@@ -233,71 +245,56 @@ class TD3Agent:
             r.prepare_actor(batch, pre[2], self.view)
         return pre
 
-    def update(self, batch: TensorBatch, next_batch: TensorBatch | None = None) -> dict[str, torch.Tensor]:
-        """One gradient update on ``batch``; returns detached 0-d metric tensors.
-
-        ``next_batch`` (optional) is the batch of the following update: when that update's actor step
-        is due and this one's is not, the actor does not move in between, so π(s) of the next batch
-        is computed now and regularizers start their actor work on it (``prepare_actor``) a whole
-        update early. Results are identical with or without it.
-        """
+    def update(self, batch: TensorBatch) -> dict[str, torch.Tensor]:
+        """One gradient update on ``batch``; returns detached 0-d metric tensors."""
         c = self.config
-        regs = self.regularizers
         self.num_updates += 1
-        obs, act, rew, next_obs, done = batch[:5]
-        metrics: dict[str, torch.Tensor] = {}
+        metrics = self._metrics = {}
         actor_due = self.num_updates % c.policy_freq == 0
-        pre = None
-        if actor_due and regs:
-            # π(s) now: the critic step does not move the actor, so this forward serves the actor step
-            # too, and regularizers can start work on π(s) that overlaps the critic step
-            ahead, self._ahead = self._ahead, None
-            pre = ahead[1] if ahead is not None and ahead[0] is batch else self._prepare_actor(batch)
-        elif next_batch is not None and regs and (self.num_updates + 1) % c.policy_freq == 0:
-            self._ahead = (next_batch, self._prepare_actor(next_batch))
-
-        # -------- critic target (no grad)
-        with torch.no_grad():
-            next_act = self.actor.to_box(torch.tanh(mlp_forward(self.actor_target.net, next_obs)[0]))
-            if c.policy_noise > 0:
-                eps = torch.randn(next_act.shape, device=self.device, generator=self.gen)
-                eps = (eps * c.policy_noise).clamp_(-c.noise_clip, c.noise_clip)
-                next_act = torch.clamp(
-                    next_act + (eps if self.actor.unit_box else eps * self._half),
-                    self.action_low,
-                    self.action_high,
-                )
-            if self._need_features:
-                next_q, next_target_features = self.critic_target.forward_features(next_obs, next_act)
-            else:
-                y, _ = mlp_forward(self.critic_target.net, torch.cat([next_obs, next_act], dim=-1))
-                next_q, next_target_features = y.reshape(c.n_critics, -1), None
-            target = rew + c.gamma * (1.0 - done) * next_q.amin(0)
-            weights = None
-            for r in regs:
-                target = r.critic_target(batch, target, self.view)
-            self.view.next_action, self.view.td_target = next_act, target
-            for r in regs:
-                w = r.td_weights(batch, self.view)
-                if w is not None:
-                    weights = w if weights is None else weights * w
-
-        # -------- critic loss and step
+        pre = self._prepare_actor(batch) if actor_due and self.regularizers else None
+        target, weights, next_target_features = self._critic_target(batch)
         if self._autograd_critic:
             self._critic_step_autograd(batch, target, weights, next_target_features, metrics)
         else:
-            self._critic_step(obs, act, target, weights, metrics)
-
-        for r in regs:
+            self._critic_step(batch.observations, batch.actions, target, weights, metrics)
+        for r in self.regularizers:
             for k, v in r.update_extras(batch, self.view).items():
                 metrics[f"reg/{r.name}/{k}"] = v
-
-        # -------- delayed actor and targets
-        if actor_due:
+        if actor_due:  # delayed actor and targets
             self._actor_step(batch, metrics, pre)
             with torch.no_grad():
                 torch._foreach_lerp_(self._targets, self._online, c.tau)
         return metrics
+
+    @torch.no_grad()
+    def _critic_target(self, batch: TensorBatch) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
+        """``y`` (after every ``critic_target`` hook), the TD weights and the target features."""
+        c = self.config
+        next_obs = batch.next_observations
+        next_act = self.actor.to_box(torch.tanh(mlp_forward(self.actor_target.net, next_obs)[0]))
+        if c.policy_noise > 0:
+            eps = torch.randn(next_act.shape, device=self.device, generator=self.gen)
+            eps = (eps * c.policy_noise).clamp_(-c.noise_clip, c.noise_clip)
+            next_act = torch.clamp(
+                next_act + (eps if self.actor.unit_box else eps * self._half),
+                self.action_low,
+                self.action_high,
+            )
+        if self._need_features:
+            next_q, next_target_features = self.critic_target.forward_features(next_obs, next_act)
+        else:
+            y, _ = mlp_forward(self.critic_target.net, torch.cat([next_obs, next_act], dim=-1))
+            next_q, next_target_features = y.reshape(c.n_critics, -1), None
+        target = batch.rewards + c.gamma * (1.0 - batch.dones) * next_q.amin(0)
+        for r in self.regularizers:
+            target = r.critic_target(batch, target, self.view)
+        self.view.next_action, self.view.td_target = next_act, target
+        weights = None
+        for r in self.regularizers:
+            w = r.td_weights(batch, self.view)
+            if w is not None:
+                weights = w if weights is None else weights * w
+        return target, weights, next_target_features
 
     def _critic_step(
         self,
@@ -330,7 +327,8 @@ class TD3Agent:
         next_target_features: torch.Tensor | None,
         metrics: dict[str, torch.Tensor],
     ) -> None:
-        """Critic step when regularizers add critic terms (they may need Q's features)."""
+        """Critic step when regularizers add critic terms: the gradient of the whole critic loss
+        w.r.t. the critic's weights by autograd (whatever view functions the terms used)."""
         obs, act, next_obs = batch.observations, batch.actions, batch.next_observations
         if self._need_features:
             q, features = self.critic.forward_features(obs, act)
@@ -344,8 +342,10 @@ class TD3Agent:
         metrics["train/q_mean"] = q.detach().mean()
         ctx = CriticContext(q, target, features, next_features, next_target_features)
         for r in self.regularizers:
-            critic_loss = _add_terms(critic_loss, r.critic_terms(batch, ctx, self.view), r.name, metrics)
-        self._step(self.critic_opt, critic_loss)
+            critic_loss = add_terms(critic_loss, r.critic_terms(batch, ctx, self.view), r.name, metrics)
+        (grad,) = torch.autograd.grad(critic_loss, [self.critic.net.flat])
+        self.critic.net.flat.grad = grad  # kept for inspection (tests); the step uses ``grad``
+        self.critic_opt.step(grad)
 
     def _actor_step(
         self,
@@ -353,11 +353,14 @@ class TD3Agent:
         metrics: dict[str, torch.Tensor],
         pre: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
-        """π(s) is computed without autograd and enters the loss as a leaf: every actor term reaches
-        the actor through π(s) (the hook contract), so dL/dπ backpropagated by hand through the
-        actor is the exact gradient."""
-        c, actor = self.config, self.actor
-        obs = batch.observations
+        """Actor step: ``L = −λ mean Q1(s, π(s)) + Σ actor terms``, gradient w.r.t. the actor only.
+
+        π(s) is computed without autograd and enters the terms as a leaf; ``dL/dπ`` is
+        backpropagated through the actor by hand. Terms that reach the actor's weights by another
+        path (``view.policy`` on any observations) are differentiated by autograd w.r.t. the
+        weights and added: the sum is exactly autograd's gradient of ``L``.
+        """
+        actor, obs = self.actor, batch.observations
         with torch.no_grad():
             if pre is None:
                 z, hs = mlp_forward(actor.net, obs)
@@ -365,47 +368,49 @@ class TD3Agent:
                 pi = actor.to_box(t)
             else:
                 hs, t, pi = pre  # computed before the critic step (same actor weights)
-            # Q1(s, π) by hand: dL_Q/dQ1 = -λ/B per sample is analytic, so its gradient w.r.t. π
-            # needs no autograd graph (critic weights are constants in the actor loss).
-            cnet = self.critic.net
-            x = torch.cat([obs, pi], dim=-1)
-            member = 0 if cnet.ensemble > 1 else None
-            y, qhs = mlp_forward(cnet, x, member=member)
-            q_pi = y.reshape(-1)
-            if c.alpha is None:
-                lam = torch.ones((), device=q_pi.device)
-            else:
-                lam = c.alpha / q_pi.abs().mean()  # a scale, not an objective (TD3+BC: detached)
-                metrics["train/lambda"] = lam
-            q_loss = -lam * q_pi.mean()
-            gy = (-lam / q_pi.shape[0]).expand(y.shape)
-            g_x, _ = mlp_backward(cnet, x, qhs, gy, need_x=True, need_w=False, member=member)
-            g_pi = g_x[:, obs.shape[1] :]
-        metrics["train/actor_q_loss"] = q_loss
-        actor_loss = q_loss
+            q_loss, g_pi = self._q1_loss_and_grad(obs, pi, metrics)
+        actor_loss, g_weights = q_loss, None
         if self.regularizers:
             pi.requires_grad_(True)
             reg_loss = None
             for r in self.regularizers:
-                reg_loss = _add_terms(reg_loss, r.actor_terms(batch, pi, self.view), r.name, metrics)
+                reg_loss = add_terms(reg_loss, r.actor_terms(batch, pi, self.view), r.name, metrics)
             if reg_loss is not None:
                 actor_loss = q_loss + reg_loss.detach()
                 if reg_loss.requires_grad:
-                    g_pi = g_pi + torch.autograd.grad(reg_loss, [pi])[0]
+                    g_reg, g_weights = torch.autograd.grad(reg_loss, [pi, actor.net.flat], allow_unused=True)
+                    if g_reg is not None:
+                        g_pi = g_pi + g_reg
         metrics["train/actor_loss"] = actor_loss
         with torch.no_grad():
             g_t = g_pi if actor.unit_box else g_pi * actor.act_scale
             _, grad = mlp_backward(actor.net, obs, hs, _tanh_bw(g_t, t))
+            if g_weights is not None:
+                grad += g_weights
         actor.net.flat.grad = grad
         self.actor_opt.step(grad)
+        self.policy_version += 1
 
-    @staticmethod
-    def _step(opt: FlatAdam, loss: torch.Tensor) -> None:
-        # Gradient of this loss w.r.t. this network only: the critic's weights get no gradient from
-        # the actor loss (TD3 discards it anyway; Q1 treats them as constants) and none is computed.
-        (grad,) = torch.autograd.grad(loss, [opt.param])
-        opt.param.grad = grad  # kept for inspection (tests); the step uses ``grad`` directly
-        opt.step(grad)
+    def _q1_loss_and_grad(
+        self, obs: torch.Tensor, pi: torch.Tensor, metrics: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``−λ mean Q1(s, π)`` and its gradient w.r.t. π, by hand (no grad mode): dL/dQ1 = −λ/B per
+        sample is analytic and the critic's weights are constants in the actor loss."""
+        c, cnet = self.config, self.critic.net
+        x = torch.cat([obs, pi], dim=-1)
+        member = 0 if cnet.ensemble > 1 else None
+        y, qhs = mlp_forward(cnet, x, member=member)
+        q_pi = y.reshape(-1)
+        if c.alpha is None:
+            lam = torch.ones((), device=q_pi.device)
+        else:
+            lam = c.alpha / q_pi.abs().mean()  # a scale, not an objective (TD3+BC: detached)
+            metrics["train/lambda"] = lam
+        q_loss = -lam * q_pi.mean()
+        gy = (-lam / q_pi.shape[0]).expand(y.shape)
+        g_x, _ = mlp_backward(cnet, x, qhs, gy, need_x=True, need_w=False, member=member)
+        metrics["train/actor_q_loss"] = q_loss
+        return q_loss, g_x[:, obs.shape[1] :]
 
     # ------------------------------------------------------------------ CUDA graphs
     def captured_steps(
@@ -483,54 +488,44 @@ class TD3Agent:
         return self.actor(obs)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
-        """Actions for a batch of (normalized) observations; Gaussian noise when ``explore``."""
-        x = torch.as_tensor(np.asarray(obs, np.float32), device=self.device).reshape(-1, self.obs_dim)
+    def act(self, obs: torch.Tensor, mode: str = "explore", step: int | None = None) -> torch.Tensor:
+        """Actions ``(N, A)`` for (normalized) observations ``(N, obs_dim)``; ``explore`` adds
+        Gaussian noise of std ``exploration_noise`` × half-range, clipped to the box."""
+        self.check_mode(mode)
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(-1, self.obs_dim)
         a = self.actor(x)
-        if explore and self.config.exploration_noise > 0:
+        if mode == "explore" and self.config.exploration_noise > 0:
             eps = torch.randn(a.shape, device=self.device, generator=self.gen)
             a = torch.clamp(
                 a + eps * self.config.exploration_noise * self._half, self.action_low, self.action_high
             )
-        return a.cpu().numpy()
+        return a
+
+    def policy_network(self) -> Actor:
+        return self.actor
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "config": dataclasses.asdict(self.config),
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "actor_target": self.actor_target.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
-            "num_updates": self.num_updates,
-            "gen": self.gen.get_state(),
-            "regularizers": [r.state_dict() for r in self.regularizers],
-        }
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._ahead = None
-        try:
-            for name in ("actor", "critic", "actor_target", "critic_target"):
-                getattr(self, name).load_state_dict(state[name])
-            self.actor_opt.load_state_dict(state["actor_opt"])
-            self.critic_opt.load_state_dict(state["critic_opt"])
-        except (KeyError, RuntimeError) as e:
-            raise RlregError(
-                f"agent state does not match this agent ({type(e).__name__}: {str(e).splitlines()[0]})",
-                "load a checkpoint saved by the same agent with the same network sizes and regularizers",
-            ) from e
-        regs = state.get("regularizers", [])
-        check(
-            len(regs) == len(self.regularizers),
-            f"checkpoint has {len(regs)} regularizer(s), this agent has {len(self.regularizers)}",
-            "resume with the same regularizers as the run that saved it",
-        )
-        for r, s in zip(self.regularizers, regs):
-            r.load_state_dict(s)
-        self.num_updates = int(state["num_updates"])
-        self.gen.set_state(state["gen"].to("cpu") if hasattr(state["gen"], "to") else state["gen"])
+        super().load_state_dict(state)
+        self.policy_version += 1  # new weights: results prepared for the old policy are stale
+
+
+def _box(
+    low: np.ndarray | torch.Tensor, high: np.ndarray | torch.Tensor, act_dim: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The action box as float32 ``(A,)`` tensors on ``device`` (an empty or reversed box stops)."""
+    lo, hi = (
+        torch.as_tensor(
+            np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x, np.float32), device=device
+        ).reshape(act_dim)
+        for x in (low, high)
+    )
+    check(
+        bool(torch.all(hi > lo)),
+        f"action space bounds are empty or reversed: low={lo.tolist()} high={hi.tolist()}",
+        "use a Box action space with low < high",
+    )
+    return lo, hi
 
 
 def _joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -547,15 +542,3 @@ def _joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ):
         return a.as_strided((a.shape[0], a.shape[1] + b.shape[1]), a.stride())
     return torch.cat([a, b], dim=-1)
-
-
-def _add_terms(
-    loss: torch.Tensor | None, terms: Any, name: str, metrics: dict[str, torch.Tensor]
-) -> torch.Tensor | None:
-    """``loss + Σ terms.losses`` (``loss`` may be None); logs every term as ``reg/<name>/<term>``."""
-    for k, v in terms.losses.items():
-        metrics[f"reg/{name}/{k}"] = v.detach()
-        loss = v if loss is None else loss + v
-    for k, v in terms.stats.items():
-        metrics[f"reg/{name}/{k}"] = v
-    return loss

@@ -44,6 +44,7 @@ resume (indexes built in ``setup`` are rebuilt, not pickled).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -58,6 +59,7 @@ __all__ = [
     "CriticContext",
     "ActorCriticView",
     "QLearningView",
+    "View",
     "SetupSource",
     "Regularizer",
     "RegularizerConfig",
@@ -108,10 +110,26 @@ class CriticContext:
 class ActorCriticView(Protocol):
     """What a regularizer may see of an actor-critic agent (ours or an SB3 subclass).
 
-    ``step`` is the number of completed updates; ``policy`` is the online deterministic policy
-    (differentiable); ``q_values`` returns ``(E, B)`` Q estimates of all heads and ``q1`` the
-    first head's ``(B,)``. During an update, after the ``critic_target`` hooks, ``next_action`` is
-    the (smoothed) next action ``a'`` the TD target used and ``td_target`` the final target ``y``.
+    Differentiability (ordinary autograd semantics, whatever hook calls them):
+
+    ========================  ==========================================================
+    ``policy(obs)``           differentiable in the actor's weights and in ``obs``, for any
+                              observations (not only the batch's)
+    ``policy_target(obs)``    no gradient (target networks are frozen)
+    ``q_values(obs, act)``    ``(E, B)``, differentiable in the critic's weights and the inputs;
+                              ``target=True``: the frozen target critic
+    ``q1(obs, act)``          ``(B,)``, head 1 of ``q_values``: same differentiability
+    ========================  ==========================================================
+
+    What a term moves is fixed by the hook, not by the view function: ``actor_terms`` move the
+    actor only (a term reaching the critic's weights through ``q_values`` gives them no update),
+    ``critic_terms`` move the critic only; a regularizer's own networks move only through its own
+    optimizers (``update_extras``). ``step`` is the number of completed updates;
+    ``policy_version`` counts the actor's optimizer steps (π is unchanged while it is unchanged);
+    ``actor_due(n)`` says whether update number ``n`` (1-based) runs the actor step. During an
+    update, after the ``critic_target`` hooks, ``next_action`` is the (smoothed) next action ``a'``
+    the TD target used and ``td_target`` the final target ``y``. ``log(reg, key, value)`` records a
+    0-d stat as ``reg/<reg.name>/<key>``.
     """
 
     device: torch.device
@@ -126,6 +144,11 @@ class ActorCriticView(Protocol):
     @property
     def step(self) -> int: ...
 
+    @property
+    def policy_version(self) -> int: ...
+
+    def actor_due(self, update: int) -> bool: ...
+
     def policy(self, obs: torch.Tensor) -> torch.Tensor: ...
 
     def policy_target(self, obs: torch.Tensor) -> torch.Tensor: ...
@@ -134,14 +157,18 @@ class ActorCriticView(Protocol):
 
     def q1(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
 
+    def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None: ...
+
 
 @runtime_checkable
 class QLearningView(Protocol):
     """What a regularizer may see of a Q-learning agent (DQN family, discrete actions).
 
     ``step`` is the number of completed updates; observations are float ``(B, *obs_shape)``; Q
-    functions return ``(B, num_actions)``. ``target_q_values`` is the network the Bellman target is
-    being built from: the target net ``q̄`` during an update, the previous target ``q̄⁻`` inside
+    functions return ``(B, num_actions)``. ``q_values`` is the online network, differentiable in
+    its weights (``critic_terms`` move it); ``target_q_values`` and ``prev_target_q_values`` are
+    frozen (no gradient). ``target_q_values`` is the network the Bellman target is being built
+    from: the target net ``q̄`` during an update, the previous target ``q̄⁻`` inside
     ``target_fn(batch, "prev_target")``. ``next_target_q`` is that network's ``(B, A)`` values at
     the batch's next observations (already computed for the base target). During an update, after
     the ``critic_target`` hooks, ``td_target`` is the final target ``y``.
@@ -176,22 +203,46 @@ class QLearningView(Protocol):
     def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None: ...
 
 
+View = ActorCriticView | QLearningView
+"""Any agent family's view (a hook's ``view`` argument)."""
+
+
 @dataclass
 class SetupSource:
-    """What ``setup`` gets: the training data (offline) and the problem's shapes.
+    """What ``setup`` gets: the problem's spaces, the training data (offline) and the run's schedule.
 
-    ``store`` holds the dataset on the training device, already normalized as the agent sees it;
-    ``transitions`` is the same data as numpy (None online); ``obs_normalizer`` the statistics used.
+    Continuous actions: ``act_dim`` and the box ``action_low``/``action_high``; discrete actions:
+    ``num_actions`` (and ``act_dim``/bounds None). ``obs_shape`` is the observation's shape
+    (``(obs_dim,)`` for flat vectors). ``store`` holds the dataset on the training device, already
+    normalized as the agent sees it; ``transitions`` is the same data as numpy (None online);
+    ``obs_normalizer`` the statistics used. ``learning_starts`` and ``total_steps`` are the loop's
+    (0 and the number of updates offline). ``lookahead`` is set by data sources that draw each
+    batch one update ahead: ``lookahead(fn)`` makes the source call ``fn(next_batch)`` right after
+    it hands out a batch, before that batch's update runs (PRDC starts its search there).
     """
 
     obs_dim: int
-    act_dim: int
-    action_low: torch.Tensor
-    action_high: torch.Tensor
+    act_dim: int | None = None
+    action_low: torch.Tensor | None = None
+    action_high: torch.Tensor | None = None
     store: TransitionStore | None = None
     transitions: Transitions | None = None
     obs_normalizer: ObsNormalizer | None = None
     dataset_name: str | None = None
+    obs_shape: tuple[int, ...] | None = None
+    num_actions: int | None = None
+    learning_starts: int = 0
+    total_steps: int = 0
+    lookahead: Callable[[Callable[[TensorBatch], None]], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.obs_shape is None:
+            self.obs_shape = (int(self.obs_dim),)
+
+    @property
+    def discrete(self) -> bool:
+        """True for a discrete action space (``num_actions`` set)."""
+        return self.num_actions is not None
 
 
 @dataclass
@@ -234,10 +285,10 @@ class Regularizer:
         """Check the config; raise :class:`RlregError` naming a bad value and the fix."""
 
     # ------------------------------------------------------------------ hooks
-    def setup(self, source: SetupSource, view: Any) -> None:
+    def setup(self, source: SetupSource, view: View) -> None:
         """Build indexes, extra networks and their optimizers (once, before training)."""
 
-    def prepare_actor(self, batch: TensorBatch, policy_action: torch.Tensor, view: Any) -> None:
+    def prepare_actor(self, batch: TensorBatch, policy_action: torch.Tensor, view: View) -> None:
         """Called before the critic step of an update whose actor is due, with π(s) (no grad).
 
         The actor does not move before ``actor_terms`` runs, so ``policy_action`` equals the value
@@ -245,31 +296,31 @@ class Regularizer:
         start here and overlap the critic step. Must not change anything ``critic_*`` hooks read.
         """
 
-    def critic_target(self, batch: TensorBatch, target: torch.Tensor, view: Any) -> torch.Tensor:
+    def critic_target(self, batch: TensorBatch, target: torch.Tensor, view: View) -> torch.Tensor:
         """Return a new TD target (called under ``no_grad``)."""
         return target
 
-    def td_weights(self, batch: TensorBatch, view: Any) -> torch.Tensor | None:
+    def td_weights(self, batch: TensorBatch, view: View) -> torch.Tensor | None:
         """Per-sample TD weights ``(B,)`` or None."""
         return None
 
-    def critic_terms(self, batch: TensorBatch, ctx: CriticContext, view: Any) -> Terms:
+    def critic_terms(self, batch: TensorBatch, ctx: CriticContext, view: View) -> Terms:
         """Terms added to the critic loss."""
         return Terms()
 
-    def actor_terms(self, batch: TensorBatch, policy_action: torch.Tensor, view: Any) -> Terms:
+    def actor_terms(self, batch: TensorBatch, policy_action: torch.Tensor, view: View) -> Terms:
         """Terms added to the actor loss; ``policy_action`` = π(s), differentiable."""
         return Terms()
 
-    def entropy_terms(self, dist: Any, batch: Any, view: Any) -> Terms:
+    def entropy_terms(self, dist: Any, batch: Any, view: View) -> Terms:
         """Entropy-related terms for agents with a stochastic policy."""
         return Terms()
 
-    def update_extras(self, batch: TensorBatch, view: Any) -> dict[str, torch.Tensor]:
+    def update_extras(self, batch: TensorBatch, view: View) -> dict[str, torch.Tensor]:
         """Optimizer steps of the regularizer's own networks; returns stats to log."""
         return {}
 
-    def on_target_update(self, view: Any) -> None:
+    def on_target_update(self, view: View) -> None:
         """Called at each hard target-network update, before the agent copies its networks
         (Q-learning agents: ``q̄⁻ ← q̄``, ``q̄ ← q``); rotate frozen copies of one's own networks."""
 

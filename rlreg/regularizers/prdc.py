@@ -30,10 +30,16 @@ Deliberate deviations, neither of which changes the result:
   ``KDTree`` (ties aside), at a fraction of the cost. On CUDA the search is an exact brute force on
   the device. ``backend`` forces one method.
 * Keys live on the training device as float32 (the official code keeps float32 keys in scipy).
-* On CPU the search runs on a worker thread (``overlap``), started by ``prepare_actor`` as soon as
-  π(s) is known: the actor does not move until its own step, so the query is the one the official
-  code makes, and the search overlaps the critic step (a whole update earlier when the trainer
-  passes the next batch). With ``train.threads=1`` it has a core of its own.
+* On CPU the search runs on a worker thread (``overlap``), started as soon as π(s) is known: the
+  actor does not move until its own step, so the query is the one the official code makes. Where
+  the data source draws batches one update ahead (``SetupSource.lookahead``, the offline sampler),
+  the search for the next actor update's batch starts before the update in between (which does
+  not move the actor: ``view.actor_due``), so it overlaps a whole update; otherwise
+  ``prepare_actor`` starts it before the critic step. A prepared result is used only for the batch
+  it was made for (same dataset rows, compared by value) and the policy it was made with (same
+  ``view.policy_version``); anything else is searched again inline, so a host that computes π(s)
+  its own way (an SB3 ``train()``) gets the same neighbours. With ``train.threads=1`` the worker
+  has a core of its own.
 
 Logged: ``dc_loss``; ``nn_distance`` (mean ‖query − neighbour key‖); ``certified`` (share of this
 batch answered by the certificate, CPU only).
@@ -116,8 +122,11 @@ class PRDC(Regularizer):
         use_rows = c.backend == "auto" and self.keys.device.type == "cpu" and n > c.candidates
         self.index = KNNIndex(self.keys, backend="auto" if use_rows else c.backend)  # type: ignore[arg-type]
         self.rows = None
-        self._pending: tuple[TensorBatch, torch.Tensor, Future] | None = None
+        self._pending: tuple[torch.Tensor, int, Future] | None = None  # (rows, policy version, search)
         self._pool: ThreadPoolExecutor | None = None
+        self._view = view
+        if source.lookahead is not None and self._overlaps():
+            source.lookahead(self._prefetch)
         if use_rows:
             cache = rlreg_home() / "cache" / "knn"
             self.rows = RowCertifiedKNN(self.keys, o, c.candidates, self.index, cache_dir=cache)
@@ -134,23 +143,60 @@ class PRDC(Regularizer):
             (d2, idx), ok = self.index.query(q, self.config.k), None
         return self.keys[idx, self.obs_dim :], d2, ok
 
-    def prepare_actor(self, batch: TensorBatch, policy_action: torch.Tensor, view: Any) -> None:
-        """On CPU, start the search on a worker thread so it overlaps the critic step (scipy and
-        torch release the GIL); ``actor_terms`` collects it. Same query, same neighbour."""
-        if not self.config.overlap or self.keys.device.type != "cpu":
-            return  # (on the GPU the search is asynchronous already)
+    def _overlaps(self) -> bool:
+        return self.config.overlap and self.keys.device.type == "cpu"
+
+    def _start(self, batch: TensorBatch, policy_action: torch.Tensor, version: int) -> None:
+        """Start the search for ``batch`` on the worker thread (scipy and torch release the GIL)."""
+        self._drain()
+        if batch.indices is None:
+            return  # nothing to recognise the batch by later: search inline
         q = torch.cat([self.config.beta * batch.observations, policy_action.detach()], dim=1)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlreg-prdc")
-        self._pending = (batch, policy_action, self._pool.submit(self._search, batch, q))
+        self._pending = (batch.indices, version, self._pool.submit(self._search, batch, q))
+
+    def _drain(self) -> None:
+        """Never leave a search running behind the caller's back."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending[2].result()
+
+    def _ready(self, batch: TensorBatch, version: int | None) -> bool:
+        """A search is pending for this batch's rows and this policy."""
+        p = self._pending
+        return (
+            p is not None
+            and version is not None
+            and batch.indices is not None
+            and p[1] == version
+            and p[0].shape == batch.indices.shape
+            and torch.equal(p[0], batch.indices)
+        )
+
+    def _prefetch(self, batch: TensorBatch) -> None:
+        """Look-ahead: ``batch`` is the next update's. When that update runs the actor step and the
+        one about to run does not (so π stays as it is now), start its search now."""
+        view = self._view
+        now = view.step + 1  # the update about to run
+        if view.actor_due(now + 1) and not view.actor_due(now):
+            with torch.no_grad():
+                pi = view.policy(batch.observations)
+            self._start(batch, pi, view.policy_version)
+
+    def prepare_actor(self, batch: TensorBatch, policy_action: torch.Tensor, view: Any) -> None:
+        """On CPU, start the search so it overlaps the critic step, unless the look-ahead already
+        started it for this batch and policy. Same query, same neighbour."""
+        version = getattr(view, "policy_version", None)  # None: a host that cannot say; search inline
+        if version is not None and self._overlaps() and not self._ready(batch, version):
+            self._start(batch, policy_action, version)
 
     def actor_terms(self, batch: TensorBatch, policy_action: torch.Tensor, view: Any) -> Terms:
-        pending, self._pending = self._pending, None
-        if pending is not None and pending[0] is batch and pending[1] is policy_action:
-            a_nn, d2, ok = pending[2].result()
+        if self._ready(batch, getattr(view, "policy_version", None)):
+            a_nn, d2, ok = self._pending[2].result()
+            self._pending = None
         else:
-            if pending is not None:
-                pending[2].result()  # never leave a search running behind the caller's back
+            self._drain()
             a_nn, d2, ok = self.neighbour(batch, policy_action)
         stats = {"nn_distance": d2.sqrt().mean()}
         if ok is not None:

@@ -10,11 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from rlreg.agents.cli import main
-from rlreg.agents.collect import MinAtarCollector
 from rlreg.agents.dqn import DQNAgent, DQNConfig
 from rlreg.agents.recipes import load_recipe, resolve_config
+from rlreg.agents.sources import MinAtarEnvs, ReplayCollector
 from rlreg.agents.trainer import resume, train
 
+from rlreg.data.replay import DiscreteReplay
 from rlreg.data.transitions import TensorBatch
 from rlreg.errors import RlregError
 from rlreg.regularizers import Munchausen, Regularizer, Terms
@@ -137,13 +138,13 @@ def test_acting_is_epsilon_greedy_with_a_stream_independent_of_epsilon():
     agent = small_agent()
     obs = fixed_batch(64).observations
     greedy = agent.greedy(obs)
-    assert torch.equal(agent.act(obs, 0.0), greedy)
+    assert torch.equal(agent.act(obs, epsilon=0.0), greedy)
     state = agent.gen.get_state()
-    random = agent.act(obs, 1.0)
+    random = agent.act(obs, epsilon=1.0)
     assert len(set(random.tolist())) == A
     after_random = agent.gen.get_state()
     agent.gen.set_state(state)
-    mixed = agent.act(obs, 0.5)
+    mixed = agent.act(obs, epsilon=0.5)
     assert torch.equal(agent.gen.get_state(), after_random)  # same draws whatever ε
     same = mixed == greedy
     assert same.any() and (mixed == random)[~same].all()
@@ -165,12 +166,15 @@ def test_bad_agent_settings():
 # ------------------------------------------------------------------ collection
 def test_collector_stores_final_observations_and_bootstraps_truncation():
     agent = DQNAgent(DQNConfig(conv_channels=4, hidden=16), (4, 10, 10), 6)
-    col = MinAtarCollector("breakout", 3, torch.device("cpu"), seed=1, replay_size=1000, max_episode_steps=5)
+    agent.total_steps = 10_000  # ε = 1 throughout these 40 steps
+    cpu = torch.device("cpu")
+    envs = MinAtarEnvs("breakout", 3, cpu, seed=1, sticky_action_prob=0.1, max_episode_steps=5)
+    col = ReplayCollector(envs, DiscreteReplay(1000, envs.obs_shape, cpu), 32, cpu, seed=1)
     dones = []
-    for _ in range(40):
-        col.step(agent, 1.0)
-        dones.append(col.env.episode_steps == 0)  # an ended episode restarts at 0 steps
-    r = col.replay
+    for step in range(40):
+        col.collect(agent, 3 * step)
+        dones.append(envs.env.episode_steps == 0)  # an ended episode restarts at 0 steps
+    r = col.store
     assert len(r) == 120
     obs, nxt = r.obs[:120].view(40, 3, -1), r.next_obs[:120].view(40, 3, -1)
     term = r.terminated[:120].view(40, 3)
@@ -185,7 +189,7 @@ def test_collector_stores_final_observations_and_bootstraps_truncation():
                 truncated[t, e] = True
                 assert not continues
     assert truncated.any()  # 5-step limit: some episodes were cut and bootstrap
-    stats = col.pop_episode_stats()
+    stats = col.pop_stats()
     assert stats["rollout/episodes"] > 0 and stats["rollout/episode_length"] <= 5
 
 
@@ -218,6 +222,18 @@ def loss_columns(rows):
 
 class Crash(Exception):
     pass
+
+
+def assert_same_tree(a, b, where="replay"):
+    """Nested dicts/lists of tensors and numbers are equal, entry by entry."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            assert_same_tree(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
 
 
 @pytest.mark.parametrize(
@@ -253,7 +269,7 @@ def test_resume_after_crash_is_exact(tmp_path, recipe, extra):
         for name, module in ra["modules"].items():
             for k, v in module.items():
                 assert torch.equal(v, rb["modules"][name][k]), (ra["name"], name, k)
-    assert torch.equal(a["collector"]["replay"]["obs"], b["collector"]["replay"]["obs"])
+    assert_same_tree(a["source"]["replay"], b["source"]["replay"])
     assert a["agent"]["num_target_updates"] == 4  # targets at 300, 400, 500, 600
     assert loss_columns(read_csv(full / "metrics.csv")) == loss_columns(read_csv(crashed / "metrics.csv"))
     assert read_csv(full / "eval.csv") == read_csv(crashed / "eval.csv")
@@ -261,7 +277,7 @@ def test_resume_after_crash_is_exact(tmp_path, recipe, extra):
         assert "reg/dvw/weight_mean" in read_csv(full / "metrics.csv")[-1]
     if "train.greedy_envs" in extra:  # the concurrent greedy env resumed exactly too
         assert any(r.get("greedy/episodes") for r in read_csv(full / "metrics.csv"))
-        assert torch.equal(a["collector"]["greedy_obs"], b["collector"]["greedy_obs"])
+        assert torch.equal(a["source"]["greedy_obs"], b["source"]["greedy_obs"])
 
 
 def test_same_seed_same_run_and_evaluation_does_not_touch_training(tmp_path):

@@ -246,7 +246,7 @@ def test_asymmetric_action_box_is_respected(make_batch):
     obs = torch.randn(500, S) * 10
     a = agent.policy(obs)
     assert torch.all(a >= torch.tensor(low)) and torch.all(a <= torch.tensor(high))
-    acts = agent.act(obs.numpy(), explore=True)
+    acts = agent.act(obs, "explore").numpy()
     assert np.all(acts >= low) and np.all(acts <= high)
 
 

@@ -314,7 +314,7 @@ def test_online_td3_collects_learns_and_resumes(tmp_path):
     assert rows[0]["train/critic_loss"] == "" and rows[1]["train/critic_loss"] != ""  # updates start at 100
     assert rows[1]["rollout/episode_return"] != ""  # Pendulum episodes end every 200 steps
     state = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert len(state["replay"]["data"]) == 300 and state["agent"]["num_updates"] == 200
+    assert state["source"]["replay"]["size"] == 300 and state["agent"]["num_updates"] == 200
     assert main(["train", "--resume", str(out), "--steps", "400", "--no-progress"]) == 0
     assert json.loads((out / "summary.json").read_text())["steps"] == 400
 

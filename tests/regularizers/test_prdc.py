@@ -3,6 +3,8 @@ gradient flow, backends agreeing, and bad input."""
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -179,9 +181,11 @@ def test_prdc_beats_plain_td3_where_the_data_is_poor_and_stays_in_distribution(p
     assert prdc_ood < 0.5 * td3_ood, result
 
 
-def test_overlapped_and_early_search_change_nothing():
-    """The search started on a worker thread (during the critic step, or a whole update early when
-    the next batch is passed) answers the query the inline search answers: same weights, bit for bit."""
+def test_overlapped_and_lookahead_search_change_nothing():
+    """The search started on a worker thread (during the critic step, or a whole update early through
+    the sampler's look-ahead) answers the query the inline search answers: same weights, bit for bit;
+    with the look-ahead every actor update's search was started early (none runs inline)."""
+    from rlreg.agents.sources import OfflineSampler
     from rlreg.agents.td3 import TD3Agent, TD3Config
 
     store = make_store(n=800)
@@ -192,12 +196,38 @@ def test_overlapped_and_early_search_change_nothing():
         agent = TD3Agent(
             TD3Config(actor_hidden=(32,), critic_hidden=(32,), alpha=2.5), OBS, ACT, -box, box, [reg]
         )
-        agent.setup(SetupSource(OBS, ACT, -box, box, store=store))
-        assert agent.uses_next_batch
-        g = torch.Generator().manual_seed(0)
-        nxt = store.sample(64, g)
+        sampler = OfflineSampler(store, 64, torch.device("cpu"), seed=0)
+        lookahead = sampler.lookahead if ahead else None
+        agent.setup(SetupSource(OBS, ACT, -box, box, store=store, lookahead=lookahead))
+        inline = []
+        search = reg.neighbour
+        reg.neighbour = lambda *a, inline=inline, search=search: inline.append(1) or search(*a)
         for _ in range(15):
-            batch, nxt = nxt, store.sample(64, g)
-            agent.update(batch, next_batch=nxt if ahead else None)
+            agent.update(sampler.sample())
         weights.append(agent.actor.net.flat.detach().clone())
+        assert len(inline) == (7 if not overlap else 0)
     assert torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])
+
+
+def test_prepared_search_is_recognised_by_value_not_identity():
+    """A host that rebuilds the batch and recomputes π(s) (an SB3 train()) still gets the prepared
+    search; a moved policy or other rows get a fresh, correct one."""
+    store = make_store(n=500)
+    box = torch.ones(ACT)
+    reg = PRDC(candidates=8)
+    view = types.SimpleNamespace(policy_version=0)
+    reg.setup(SetupSource(OBS, ACT, -box, box, store=store), view)
+    batch = store.sample(32, torch.Generator().manual_seed(1))
+    pi = torch.tanh(torch.randn(32, ACT, generator=torch.Generator().manual_seed(2)))
+    want = reg.actor_terms(batch, pi, view).losses["dc_loss"]
+    reg.prepare_actor(batch, pi, view)
+    rebuilt = type(batch)(*(t.clone() if t is not None else None for t in batch))
+    assert reg._ready(rebuilt, 0) and not reg._ready(rebuilt, 1)
+    assert torch.equal(reg.actor_terms(rebuilt, pi.clone(), view).losses["dc_loss"], want)
+    reg.prepare_actor(batch, pi, view)
+    view.policy_version = 1  # the actor moved: the prepared search is stale and not used
+    moved = pi * 0.5
+    got = reg.actor_terms(batch, moved, view).losses["dc_loss"]
+    reg2 = PRDC(overlap=False, candidates=8)
+    reg2.setup(SetupSource(OBS, ACT, -box, box, store=store), view)
+    assert torch.equal(got, reg2.actor_terms(batch, moved, view).losses["dc_loss"])
