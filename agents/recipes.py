@@ -3,7 +3,8 @@ and the source of each value.
 
 A recipe file has ``name``, ``agent`` (a registered agent kind,
 :func:`rlreg.agents.base.agent_names`), ``summary``, ``paper``, ``code``, ``agent_config``,
-``regularizers`` (name → settings, in order), ``train``, ``sources`` (``section.field`` → where the value comes from) and ``overrides`` (a list of
+``regularizers`` (name → settings, in order), ``train``, ``sources`` (``section.field`` → where
+the value comes from) and ``overrides`` (a list of
 ``{match: <fnmatch pattern on the dataset key>, set: {section.field: value}, source: ...}``
 applied in order; the key is described below).
 
