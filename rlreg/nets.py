@@ -714,41 +714,48 @@ class FlatAdam(torch.optim.Optimizer):
     ) -> Any:
         """One Adam step with gradient ``grad`` (default ``param.grad``); ``closure`` (optional, also
         accepted as the first argument) re-evaluates the loss first, as in ``torch.optim``."""
-        if _global_optimizer_pre_hooks or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks:
-            return self._step_hooked(grad, closure)
-        if _global_optimizer_post_hooks:
-            return self._step_hooked(grad, closure)
-        return self._step(grad, closure)
+        if (
+            not isinstance(grad, torch.Tensor)
+            or closure is not None
+            or _global_optimizer_pre_hooks
+            or _global_optimizer_post_hooks
+            or self._optimizer_step_pre_hooks
+            or self._optimizer_step_post_hooks
+        ):
+            return self._step_general(grad, closure)
+        self._kernel(grad)  # the agents' path: a gradient tensor, no hooks
+        return None
 
-    def _step_hooked(self, *args: Any) -> Any:
+    def _step_general(self, *args: Any) -> Any:
+        """``step`` with hooks, a closure or ``param.grad``."""
         kwargs: dict[str, Any] = {}
         for hook in (*_global_optimizer_pre_hooks.values(), *self._optimizer_step_pre_hooks.values()):
             result = hook(self, args, kwargs)
             if result is not None:
                 args, kwargs = result
-        out = self._step(*args, **kwargs)
-        for hook in (*self._optimizer_step_post_hooks.values(), *_global_optimizer_post_hooks.values()):
-            hook(self, args, kwargs)
-        return out
-
-    def _step(self, grad: Any = None, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
+        grad, closure = (*args, None, None)[:2]
+        grad, closure = kwargs.get("grad", grad), kwargs.get("closure", closure)
         if callable(grad) and not isinstance(grad, torch.Tensor):
             closure, grad = grad, None
+        loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        param, st = self._param, self._st
         if grad is None:
-            grad = param.grad
-            if grad is None:
-                return loss
-        group = self.param_groups[0]
+            grad = self._param.grad
+        if grad is not None:
+            self._kernel(grad)
+        for hook in (*self._optimizer_step_post_hooks.values(), *_global_optimizer_post_hooks.values()):
+            hook(self, args, kwargs)
+        return loss
+
+    def _kernel(self, grad: torch.Tensor) -> None:
+        group, st = self.param_groups[0], self._st
         step_t = st["step"]
         step_t.add_(1.0)
         beta1, beta2 = group["betas"]
         torch._fused_adam_(
-            [param.data],
+            [self._param.data],
             [grad],
             [st["exp_avg"]],
             [st["exp_avg_sq"]],
@@ -762,7 +769,6 @@ class FlatAdam(torch.optim.Optimizer):
             amsgrad=False,
             maximize=False,
         )
-        return loss
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim`` format, of plain types only (loads with ``torch.load(weights_only=True)``):
