@@ -1,4 +1,4 @@
-"""Data layer: transitions, the device-resident store with episode structure,
+"""Data layer: transitions, the device-resident store with episode structure, trajectory windows,
 D4RL and Minari readers/writers."""
 
 from rlreg.data.d4rl import read_d4rl_hdf5, write_d4rl_hdf5
@@ -14,6 +14,7 @@ from rlreg.data.transitions import (
     Transitions,
     TransitionStore,
 )
+from rlreg.data.windows import WindowBatch, WindowSampler
 
 __all__ = [
     "DatasetInfo",
@@ -24,6 +25,8 @@ __all__ = [
     "TransitionStore",
     "NStepTargets",
     "EpisodeIndex",
+    "WindowSampler",
+    "WindowBatch",
     "read_d4rl_hdf5",
     "write_d4rl_hdf5",
     "load_minari",
