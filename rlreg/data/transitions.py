@@ -1115,9 +1115,12 @@ class TransitionStore:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict` (also the states of the stores before episodes were kept; their
-        episodes are rebuilt from the terminals). A state of another kind or size raises
-        :class:`RlregError`."""
+        """Restore :meth:`state_dict`. A state of another kind or size raises :class:`RlregError`.
+
+        The episode columns are rebuilt from the terminals and timeouts (in insertion order) for
+        states of the stores before episodes were kept (no timeouts then) and for a state saved with
+        another ``num_envs``; a discrete state whose action count was not known loads into a store
+        that knows it, and back."""
         check(
             isinstance(state, Mapping),
             f"replay state is a {type(state).__name__}, not a mapping",
@@ -1130,25 +1133,32 @@ class TransitionStore:
             f"replay state has format {state['format']!r}; this rlreg reads {STATE_FORMAT!r}",
             "resume with the rlreg version that saved it, or start a new run",
         )
-        if state["kind"] != self._kind():
+        change = _kind_change(state["kind"], self._kind())
+        if change == "other":
             raise RlregError(
                 f"replay state is for a {_describe(state['kind'])}; this is a {_describe(self._kind())}",
                 _RESUME_FIX,
             )
+        rebuild = change == "num_envs" or state.get("episodes") is None
         n, pos = int(state["size"]), int(state["pos"])
         pos = self._fit(n, pos, state.get("capacity"))
+        check(
+            not rebuild or n % self.num_envs == 0,
+            f"replay state holds {n} rows, not a multiple of the store's {self.num_envs} environments",
+            _RESUME_FIX,
+        )
         self._total = self._done = 0  # rows waiting for episode columns are replaced
         self._given = []
         self._timeouts_written = True
         try:
-            self._load_rows(state, n)
+            self._load_rows(state, n, episodes=not rebuild)
         except (KeyError, TypeError, AttributeError, RuntimeError) as e:
             raise RlregError(
                 f"replay state is damaged ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})",
                 "resume from an intact checkpoint, or start a new run",
             ) from None
         self.size, self.pos = n, pos
-        if state.get("episodes") is None:
+        if rebuild:
             self._rebuild_episodes()
         self._rows_version += 1
         self._rewards_version += 1
@@ -1200,7 +1210,7 @@ class TransitionStore:
             "running": None,
         }
 
-    def _load_rows(self, state: Mapping, n: int) -> None:
+    def _load_rows(self, state: Mapping, n: int, episodes: bool) -> None:
         saved_key, wanted = state["reward_key"], self._reward_key
         for k in (saved_key, *state["rewards"]):
             if k not in self._rewards:
@@ -1219,7 +1229,11 @@ class TransitionStore:
                 _copy_rows(col, state["rewards"][k], n, f"rewards[{k!r}]")
             elif not (self.packed and k == saved_key):
                 col[:n] = float("nan")
-        if state["episodes"] is not None:
+        if state["episodes"] is None:  # not kept then
+            self.timeouts[:n] = False
+        elif not episodes:
+            _copy_rows(self.timeouts, state["episodes"]["timeouts"], n, "timeouts")
+        else:
             for k, a in _EPISODE_FIELDS.items():
                 _copy_rows(getattr(self, a), state["episodes"][k], n, k)
             run = state["running"]
@@ -1233,17 +1247,25 @@ class TransitionStore:
         self.reward_key = wanted
 
     def _rebuild_episodes(self) -> None:
-        """Episode columns from the terminals in insertion order (timeouts unknown: none)."""
+        """Episode columns from the terminals and timeouts of the stored rows, oldest first (row l
+        of ``size`` from environment ``l % num_envs``, as when every add had ``num_envs`` rows)."""
         self._reset_running()
-        n = self.size
-        self.timeouts[:n] = False
-        check(
-            n % self.num_envs == 0,
-            f"replay state holds {n} rows, not a multiple of the store's {self.num_envs} environments",
-            _RESUME_FIX,
-        )
-        self._total, self._given = n, [[n, False]]  # every stored row waits, oldest first
+        self._total, self._given = self.size, [[self.size, False]]  # every stored row waits
         self._sync_episodes()
+
+
+def _kind_change(saved: dict, mine: dict) -> str:
+    """``"same"``, ``"num_envs"`` (only the environment count differs) or ``"other"``; an unknown
+    discrete action count (None) matches any."""
+    if not isinstance(saved, dict):
+        return "other"
+    counts = saved.get("num_actions"), mine["num_actions"]
+    if None not in counts and counts[0] != counts[1]:
+        return "other"
+    rest = ("num_actions", "num_envs")
+    if {k: v for k, v in saved.items() if k not in rest} != {k: v for k, v in mine.items() if k not in rest}:
+        return "other"
+    return "same" if saved.get("num_envs") == mine["num_envs"] else "num_envs"
 
 
 def _copy_rows(dst: torch.Tensor, src: object, n: int | None, name: str) -> None:

@@ -620,3 +620,27 @@ def test_deprecated_factory_keeps_its_checks():
             DiscreteReplay(0, (1, 2, 2))
         r = DiscreteReplay(4, (1, 2, 2), num_actions=3, num_envs=2)
     assert r.num_actions == 3 and r.num_envs == 2 and r.obs.dtype == torch.uint8
+
+
+def test_state_from_the_factory_loads_into_a_store_that_knows_envs_and_actions():
+    """A replay saved before the collector passed num_envs/num_actions resumes into one that does:
+    episodes are rebuilt per environment from the saved terminals and timeouts."""
+    gen = torch.Generator().manual_seed(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = DiscreteReplay(12, (2, 4, 4))
+    ref = TransitionStore(12, obs_shape=(2, 4, 4), num_actions=5, obs_dtype=torch.uint8, num_envs=2)
+    for _ in range(5):
+        obs, act, rew, nxt, term = image_rows(gen, 2)
+        tout = torch.rand(2, generator=gen) < 0.3
+        old.add(obs, act, rew, nxt, term, timeouts=tout)
+        ref.add(obs, act, rew, nxt, term, timeouts=tout)
+    new = TransitionStore(12, obs_shape=(2, 4, 4), num_actions=5, obs_dtype=torch.uint8, num_envs=2)
+    new.load_state_dict(roundtrip(old.state_dict()))
+    for name in ("obs", "actions", "timeouts", "episode_starts", "episode_steps", "episode_ids"):
+        assert torch.equal(getattr(new, name), getattr(ref, name)), name
+    assert new.episode_ids[:10].view(5, 2)[:, 0].tolist() != new.episode_ids[:10].view(5, 2)[:, 1].tolist()
+    with pytest.raises(RlregError, match="this is a columns store"):
+        TransitionStore(12, obs_shape=(2, 4, 4), num_actions=6, obs_dtype=torch.uint8).load_state_dict(
+            roundtrip(ref.state_dict())
+        )
