@@ -227,6 +227,14 @@ class Agent:
         """The network saved as a policy file by ``train.snapshot_every`` (None: not supported)."""
         return None
 
+    def captured_steps(
+        self, store: Any, batch_size: int, generator: Any, sample_in_graph: bool = True
+    ) -> Any:
+        """``step() -> metrics`` replayed from CUDA graphs (``train.cuda_graph``); not by default."""
+        raise RlregError(
+            f"train.cuda_graph is not supported by the {self.name} agent", "set train.cuda_graph=false"
+        )
+
     @staticmethod
     def check_mode(mode: str) -> None:
         check(mode in MODES, f"unknown acting mode {mode!r}", f"use one of: {', '.join(MODES)}")

@@ -32,12 +32,25 @@ _SPEC_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rlreg.agents.recipes import recipe_names
-
+    """The ``rlreg`` argument parser: train, evaluate, datasets, agents and the policy commands."""
     p = argparse.ArgumentParser(
         prog="rlreg", description="Policy and value regularizers for RL: train, evaluate, and make datasets."
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_train_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_datasets_parser(sub)
+    sub.add_parser("agents", help="list agent recipes")
+    from rlreg.agents.policy_cli import add_policy_parser
+
+    add_policy_parser(sub)
+    return p
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``train`` subcommand: offline (--dataset), online (--env) or --resume."""
+    from rlreg.agents.recipes import recipe_names
 
     t = sub.add_parser(
         "train",
@@ -102,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``evaluate`` subcommand: score a run folder's latest checkpoint."""
     e = sub.add_parser(
         "evaluate",
         help="evaluate a run's latest checkpoint",
@@ -117,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluations used the run's seed + train.eval_seed_offset)",
     )
 
+
+def _add_datasets_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``datasets`` subcommand and its ``list`` / ``make`` actions."""
     d = sub.add_parser(
         "datasets",
         help="list or make the datasets rlreg makes locally",
@@ -136,12 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--out", metavar="PATH", help="with --format d4rl: the HDF5 path to write")
     m.add_argument("--force", action="store_true", help="remake even if already made")
-
-    sub.add_parser("agents", help="list agent recipes")
-    from rlreg.agents.policy_cli import add_policy_parser
-
-    add_policy_parser(sub)
-    return p
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, str]:

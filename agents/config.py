@@ -183,37 +183,46 @@ def coerce(raw: Any, annotation: Any, key: str) -> Any:
             return None
         others = [a for a in args if a is not type(None)]
         return coerce(value, others[0], key)
-    bad = RlregError(
+    if annotation in (bool, int, float, str):
+        return _coerce_scalar(value, annotation, raw, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _bad_value(annotation, raw, key)
+        return tuple(coerce(v, args[0], key) for v in value)
+    return value
+
+
+def _bad_value(annotation: Any, raw: Any, key: str) -> RlregError:
+    """The error for a value of the wrong type: names the key, the raw value and the expected type."""
+    return RlregError(
         f"--set {key}={raw!r}: expected {getattr(annotation, '__name__', annotation)}",
         f"give {key} a value of that type",
     )
+
+
+def _coerce_scalar(value: Any, annotation: type, raw: Any, key: str) -> Any:
+    """``value`` (already YAML/number parsed) as a bool, int, float or str ``annotation``."""
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise bad
+        raise _bad_value(annotation, raw, key)
     if annotation is int:
         if isinstance(value, bool):
-            raise bad
+            raise _bad_value(annotation, raw, key)
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise bad
+        raise _bad_value(annotation, raw, key)
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
+            raise _bad_value(annotation, raw, key)
         if not math.isfinite(value):
             raise RlregError(
                 f"--set {key}={raw!r}: must be a finite number", f"give {key} a finite value, e.g. 1.0"
             )
         return float(value)
-    if annotation is str:
-        return str(value)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        return tuple(coerce(v, args[0], key) for v in value)
-    return value
+    return str(value)
 
 
 def apply_sets(cfg: dict[str, Any], sets: dict[str, Any], origin: str = "--set") -> list[str]:

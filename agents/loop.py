@@ -61,6 +61,9 @@ class TrainingLoop:
         self.steps_since_log = 0
         self.bar: Any = None
         self.tb: TensorBoardLogger | None = None
+        self._update: Callable[[], dict] = lambda: self.agent.update(self.source.sample())
+        if self.tc.cuda_graph:  # sample + update replayed from CUDA graphs (train.cuda_graph)
+            self._update = self.source.captured_update(self.agent)
 
     # ------------------------------------------------------------------ state
     def restore(self, state: dict[str, Any], start: int) -> None:
@@ -176,7 +179,7 @@ class TrainingLoop:
         n = self.source.collect(agent, step)
         for event in agent.schedule(step, step + n):
             if event == UPDATE:
-                acc.add(agent.update(self.source.sample()))
+                acc.add(self._update())
                 self.updates += 1
             else:
                 acc.add(agent.handle(event))

@@ -81,14 +81,31 @@ def load_recipe(name: str) -> dict[str, Any]:
     """The parsed recipe ``name`` (raises with the list of valid names when unknown)."""
     files = _recipe_files()
     if name not in files:
-        raise RlregError(f"unknown agent '{name}'", f"choose one of: {', '.join(recipe_names())}")
+        bare = _bare_recipe(name)
+        if bare is None:
+            raise RlregError(f"unknown agent '{name}'", f"choose one of: {', '.join(recipe_names())}")
+        return bare
     recipe = yaml.safe_load(files[name].read_text())
-    if recipe.get("agent") not in AGENT_KINDS:
+    if recipe.get("agent") not in AGENT_KINDS and _bare_recipe(recipe.get("agent")) is None:
         raise RlregError(
             f"recipe '{name}' names unknown agent kind {recipe.get('agent')!r}",
             f"use one of: {', '.join(AGENT_KINDS)}",
         )
     return recipe
+
+
+def _bare_recipe(name: Any) -> dict[str, Any] | None:
+    """A registered agent without a recipe file (e.g. one defined in the user's code) trains with its
+    config's defaults and no regularizers: ``rlreg.train("my-agent", ...)``. None if not registered."""
+    if not isinstance(name, str) or name in AGENT_KINDS:
+        return None
+    from rlreg.agents.base import AGENT_REGISTRY, builtin_agents
+
+    builtin_agents()
+    if name not in AGENT_REGISTRY:
+        return None
+    summary = f"the registered agent {name} with its config's defaults (no recipe file)"
+    return {"name": name, "agent": name, "summary": summary, "agent_config": {}, "train": {}}
 
 
 def resolve_config(
@@ -120,37 +137,9 @@ def resolve_config(
     sets = dict(sets or {})
     given = [k for k in (recipe.get("switches") or {}) if k in sets]
     switches = _resolve_switches(recipe, sets)  # pops the switch keys from sets
-    switch_sources: dict[str, Any] = {}
-    for switch, on in switches.items():
-        if not on:
-            continue
-        spec = recipe["switches"][switch]
-        for reg_name, values in (spec.get("regularizers") or {}).items():
-            if reg_name in regs:
-                raise RlregError(
-                    f"recipe '{recipe_name}' switch '{switch}' adds regularizer '{reg_name}', which the "
-                    "recipe already has",
-                    "fix the recipe: a switch must add regularizers the recipe does not list",
-                )
-            regs[reg_name] = values
-        switch_sources.update(spec.get("sources") or {})
-    for reg_name in regs:
-        if reg_name not in REGISTRY:
-            raise RlregError(
-                f"recipe '{recipe_name}' uses unknown regularizer '{reg_name}'",
-                f"registered: {', '.join(sorted(REGISTRY))}",
-            )
-    for reg_name in add_regularizers:
-        if reg_name not in REGISTRY:
-            raise RlregError(
-                f"--add-reg {reg_name}: unknown regularizer", f"registered: {', '.join(sorted(REGISTRY))}"
-            )
-        if reg_name in regs:
-            raise RlregError(
-                f"--add-reg {reg_name}: recipe '{recipe_name}' already has it",
-                f"tune it with --set {reg_name}.FIELD=VALUE instead",
-            )
-        regs[reg_name] = {}
+    switch_sources = _add_switch_regularizers(recipe, recipe_name, switches, regs)
+    _check_regularizers(recipe_name, regs)
+    _stack_regularizers(recipe_name, regs, add_regularizers)
     cfg: dict[str, Any] = {
         "recipe": recipe_name,
         "agent": kind,
@@ -167,13 +156,82 @@ def resolve_config(
     if switches:
         cfg["switches"] = switches
         cfg["applied"] += [f"{k}={'true' if switches[k] else 'false'}  # --set (switch)" for k in given]
+    _apply_recipe_values(cfg, recipe, recipe_name, regs)
+    _apply_overrides(cfg, recipe, recipe_name, dataset_key(dataset, env))
+    if sets:
+        cfg["applied"] += [f"{a}  # --set" for a in apply_sets(cfg, sets)]
+    validate_config(cfg)
+    return cfg
+
+
+def _add_switch_regularizers(
+    recipe: dict[str, Any], recipe_name: str, switches: dict[str, bool], regs: dict[str, Any]
+) -> dict[str, Any]:
+    """Add the regularizers of each switch that is on to ``regs`` (in place); returns their sources."""
+    switch_sources: dict[str, Any] = {}
+    for switch, on in switches.items():
+        if not on:
+            continue
+        spec = recipe["switches"][switch]
+        for reg_name, values in (spec.get("regularizers") or {}).items():
+            if reg_name in regs:
+                raise RlregError(
+                    f"recipe '{recipe_name}' switch '{switch}' adds regularizer '{reg_name}', which the "
+                    "recipe already has",
+                    "fix the recipe: a switch must add regularizers the recipe does not list",
+                )
+            regs[reg_name] = values
+        switch_sources.update(spec.get("sources") or {})
+    return switch_sources
+
+
+def _check_regularizers(recipe_name: str, regs: dict[str, Any]) -> None:
+    """Raise if the recipe (or one of its switches) names a regularizer that is not registered."""
+    from rlreg.regularizers import REGISTRY
+
+    for reg_name in regs:
+        if reg_name not in REGISTRY:
+            raise RlregError(
+                f"recipe '{recipe_name}' uses unknown regularizer '{reg_name}'",
+                f"registered: {', '.join(sorted(REGISTRY))}",
+            )
+
+
+def _stack_regularizers(recipe_name: str, regs: dict[str, Any], add_regularizers: Sequence[str]) -> None:
+    """Append the ``--add-reg`` regularizers (config defaults) to ``regs`` in place, after the recipe's."""
+    from rlreg.regularizers import REGISTRY
+
+    for reg_name in add_regularizers:
+        if reg_name not in REGISTRY:
+            raise RlregError(
+                f"--add-reg {reg_name}: unknown regularizer", f"registered: {', '.join(sorted(REGISTRY))}"
+            )
+        if reg_name in regs:
+            raise RlregError(
+                f"--add-reg {reg_name}: recipe '{recipe_name}' already has it",
+                f"tune it with --set {reg_name}.FIELD=VALUE instead",
+            )
+        regs[reg_name] = {}
+
+
+def _apply_recipe_values(
+    cfg: dict[str, Any], recipe: dict[str, Any], recipe_name: str, regs: dict[str, Any]
+) -> None:
+    """Apply the recipe's own agent, regularizer and train values to ``cfg`` (not recorded in applied)."""
+    from rlreg.agents.config import apply_sets
+
     base: dict[str, Any] = {}
     base.update({f"agent.{k}": v for k, v in (recipe.get("agent_config") or {}).items()})
     for n, values in regs.items():
         base.update({f"{n}.{k}": v for k, v in (values or {}).items()})
     base.update({f"train.{k}": v for k, v in (recipe.get("train") or {}).items()})
     apply_sets(cfg, base, origin=f"recipe {recipe_name}")
-    key = dataset_key(dataset, env)
+
+
+def _apply_overrides(cfg: dict[str, Any], recipe: dict[str, Any], recipe_name: str, key: DatasetKey) -> None:
+    """Apply the recipe overrides whose ``match`` pattern fits ``key``, recording each in ``cfg``."""
+    from rlreg.agents.config import apply_sets
+
     cfg["dataset_key"] = key.as_dict()
     cfg["overrides"] = []
     for ov in recipe.get("overrides") or []:
@@ -190,10 +248,6 @@ def resolve_config(
                     "source": source,
                 }
             )
-    if sets:
-        cfg["applied"] += [f"{a}  # --set" for a in apply_sets(cfg, sets)]
-    validate_config(cfg)
-    return cfg
 
 
 def _resolve_switches(recipe: dict[str, Any], sets: dict[str, Any]) -> dict[str, bool]:

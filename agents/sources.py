@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from rlreg.data.transitions import TensorBatch, TransitionStore
-from rlreg.errors import check
+from rlreg.errors import RlregError, check
 from rlreg.regularizers.base import SetupSource
 
 __all__ = [
@@ -87,6 +87,13 @@ class DataSource:
     def close(self) -> None:
         """Release environments (nothing by default)."""
 
+    def captured_update(self, agent: Any) -> Callable[[], dict[str, torch.Tensor]]:
+        """``update() -> metrics``: a batch and the agent's update, replayed from CUDA graphs."""
+        raise RlregError(
+            f"train.cuda_graph is not supported with {type(self).__name__} data",
+            "set train.cuda_graph=false",
+        )
+
 
 class OfflineSampler(DataSource):
     """Uniform batches (with replacement) from a dataset store, optionally drawn one update ahead."""
@@ -111,6 +118,11 @@ class OfflineSampler(DataSource):
         for fn in self._consumers:
             fn(self._ahead)
         return batch
+
+    def captured_update(self, agent: Any) -> Callable[[], dict[str, torch.Tensor]]:
+        """Sampling and the update captured together (the agent's ``captured_steps``)."""
+        check(not self._consumers, "train.cuda_graph cannot draw batches ahead", "set train.cuda_graph=false")
+        return agent.captured_steps(self.store, self.batch_size, self.gen)
 
     def state_dict(self) -> dict[str, Any]:
         # with a batch drawn ahead, the state before it, so a resumed run draws it again
@@ -367,7 +379,7 @@ class ReplayCollector(DataSource):
         else:
             actions = agent.act(self.obs.float(), "explore", step=step)
         next_obs, reward, terminated, truncated, final_obs = self.envs.step(actions)
-        self.store.add(self.obs, actions, reward, final_obs, terminated)
+        self.store.add(self.obs, actions, reward, final_obs, terminated, timeouts=truncated)
         self.obs = next_obs
         self.episodes.add(reward, terminated | truncated)
         if self.greedy is not None:
@@ -377,6 +389,20 @@ class ReplayCollector(DataSource):
     def sample(self) -> TensorBatch:
         check(len(self.store) > 0, "sampling from an empty replay buffer", "add transitions before sampling")
         return self.store.sample(self.batch_size, self.gen)
+
+    def captured_update(self, agent: Any) -> Callable[[], dict[str, torch.Tensor]]:
+        """The update replayed from CUDA graphs, the batch drawn eagerly over the replay's current
+        size; captured at the first update (once the replay has data)."""
+        captured: list[Callable[[], dict[str, torch.Tensor]]] = []
+
+        def update() -> dict[str, torch.Tensor]:
+            if not captured:
+                captured.append(
+                    agent.captured_steps(self.store, self.batch_size, self.gen, sample_in_graph=False)
+                )
+            return captured[0]()
+
+        return update
 
     def pop_stats(self) -> dict[str, float]:
         out = self.episodes.pop()

@@ -46,13 +46,14 @@ from rlreg.agents.sources import (
     MinAtarEnvs,
     OfflineSampler,
     ReplayCollector,
+    RolloutCollector,
+    WindowSource,
 )
 from rlreg.envs.evaluation import Evaluator, MinAtarEvaluator
 from rlreg.envs.registry import make_env, minatar_game
 
 import rlreg
 from rlreg.checkpoint import load_checkpoint, seed_everything
-from rlreg.data.replay import DiscreteReplay
 from rlreg.data.transitions import (
     DatasetInfo,
     ObsNormalizer,
@@ -106,8 +107,9 @@ class Problem:
     info: DatasetInfo
     normalizer: ObsNormalizer
     env_id: str | None
-    make_source: Callable[[Any], DataSource]
-    """``make_source(agent_config)`` builds the data source once the agent's batch size is known."""
+    make_source: Callable[[type, Any], DataSource]
+    """``make_source(agent_class, agent_config)``: the data source the agent's ``data`` declaration
+    asks for, once its batch size is known."""
     evaluator: Evaluator | MinAtarEvaluator | None = None
     transitions: Transitions | None = None
     minatar: bool = False
@@ -224,7 +226,7 @@ def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
     _set_threads(tc, device)
     agent = agent_cls.from_spec(agent_cfg, problem.spec, regs, device, cfg["seed"])
     _check_run_features(cfg, tc, device, agent)
-    source = problem.make_source(agent_cfg)
+    source = problem.make_source(agent_cls, agent_cfg)
     spec = dataclasses.replace(problem.spec, lookahead=getattr(source, "lookahead", None))
     agent.setup(spec)
     return Run(
@@ -275,26 +277,22 @@ def _problem(
     if game is not None:
         return _minatar_problem(cfg, tc, device, game)
     check(
-        agent_cls.action_space == "continuous",
-        f"the {cfg['agent']} agent trains online on batched MinAtar only"
-        + (
-            " (offline datasets are not supported)"
-            if cfg.get("dataset")
-            else f", not on --env {cfg.get('env')}"
-        ),
-        "pass --env minatar:<game> (asterix, breakout, freeway, seaquest, space_invaders) and no --dataset",
-    )
-    check(
-        tc.num_envs == 1,
-        f"train.num_envs={tc.num_envs}: parallel training environments are for MinAtar runs",
-        "leave train.num_envs at 1 for Gymnasium environments and datasets",
-    )
-    check(
         tc.greedy_envs == 0,
         f"train.greedy_envs={tc.greedy_envs}: concurrent greedy environments are for online MinAtar runs",
         "leave train.greedy_envs at 0 for Gymnasium environments and datasets",
     )
     if cfg.get("dataset") is not None:
+        check(
+            agent_cls.action_space == "continuous",
+            f"the {cfg['agent']} agent trains online only (offline datasets of discrete actions are "
+            "not supported)",
+            "pass --env minatar:<game> (asterix, breakout, freeway, seaquest, space_invaders), no --dataset",
+        )
+        check(
+            tc.num_envs == 1,
+            f"train.num_envs={tc.num_envs}: parallel training environments are for online runs",
+            "leave train.num_envs at 1 for datasets",
+        )
         return _dataset_problem(cfg, tc, device, progress)
     check(
         cfg.get("env") is not None,
@@ -302,6 +300,31 @@ def _problem(
         "pass --dataset SPEC for offline training or --env ENV_ID for online training",
     )
     return _gym_problem(cfg, tc, device)
+
+
+def _env_spaces(env_id: str, info: DatasetInfo, device: torch.device) -> dict[str, Any]:
+    """The :class:`SetupSource` fields of a Gymnasium environment's spaces (1-D Box or Discrete)."""
+    import gymnasium as gym
+
+    env = make_env(env_id, **info.env_kwargs)
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    fields: dict[str, Any] = {
+        "obs_dim": int(np.prod(obs_space.shape)),
+        "obs_shape": tuple(int(x) for x in obs_space.shape),
+    }
+    if isinstance(act_space, gym.spaces.Discrete):
+        return dict(fields, num_actions=int(act_space.n))
+    check(
+        hasattr(act_space, "low") and len(act_space.shape) == 1,
+        f"environment {env_id} has a {type(act_space).__name__} action space; rlreg's agents need a "
+        "1-D Box or Discrete",
+        "use an environment with a Box or Discrete action space",
+    )
+    low, high = (
+        torch.as_tensor(np.asarray(x, np.float32), device=device) for x in (act_space.low, act_space.high)
+    )
+    return dict(fields, act_dim=int(act_space.shape[0]), action_low=low, action_high=high)
 
 
 def _box_spaces(env_id: str, info: DatasetInfo, agent: str) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -370,40 +393,67 @@ def _dataset_problem(cfg: dict[str, Any], tc: TrainConfig, device: torch.device,
         dataset_name=cfg.get("dataset"),
         total_steps=tc.steps,
     )
-    return Problem(
-        spec,
-        info,
-        normalizer,
-        env_id,
-        lambda ac: OfflineSampler(store, ac.batch_size, device, cfg["seed"]),
-        evaluator,
-        prepared,
-    )
+
+    def make_source(agent_cls: type, ac: Any) -> DataSource:
+        if agent_cls.data == "windows":
+            return WindowSource(store, ac.context, ac.batch_size, device, cfg["seed"], ac.gamma)
+        _check_data(agent_cls, "transitions", "a dataset")
+        return OfflineSampler(store, ac.batch_size, device, cfg["seed"])
+
+    return Problem(spec, info, normalizer, env_id, make_source, evaluator, prepared)
 
 
 def _gym_problem(cfg: dict[str, Any], tc: TrainConfig, device: torch.device) -> Problem:
-    """Online in a Gymnasium environment: a replay collector over it."""
+    """Online in Gymnasium environments: a replay or rollout collector over ``train.num_envs`` of them."""
     env_id = cfg["env"]
     info = DatasetInfo(name=env_id, env_id=env_id)
-    obs_dim, act_dim, low, high = _box_spaces(env_id, info, cfg["agent"])
     spec = SetupSource(
-        obs_dim=obs_dim,
-        act_dim=act_dim,
-        action_low=torch.as_tensor(np.asarray(low, np.float32), device=device),
-        action_high=torch.as_tensor(np.asarray(high, np.float32), device=device),
-        learning_starts=tc.learning_starts,
-        total_steps=tc.steps,
+        **_env_spaces(env_id, info, device), learning_starts=tc.learning_starts, total_steps=tc.steps
     )
     evaluator = None
     if tc.eval_episodes > 0:
         evaluator = Evaluator(env_id, tc.eval_episodes, cfg["seed"] + tc.eval_seed_offset, info.env_kwargs)
 
-    def make_source(ac: Any) -> ReplayCollector:
-        store = TransitionStore(min(tc.replay_size, tc.steps), obs_dim, act_dim, device)
+    def make_source(agent_cls: type, ac: Any) -> DataSource:
         envs = GymEnvs(env_id, tc.num_envs, info.env_kwargs, device)
-        return ReplayCollector(envs, store, ac.batch_size, device, cfg["seed"], tc.learning_starts)
+        return _online_source(agent_cls, ac, envs, spec, tc, cfg["seed"], device)
 
-    return Problem(spec, info, ObsNormalizer.identity(obs_dim), env_id, make_source, evaluator)
+    return Problem(spec, info, ObsNormalizer.identity(spec.obs_dim), env_id, make_source, evaluator)
+
+
+def _online_source(
+    agent_cls: type,
+    ac: Any,
+    envs: GymEnvs | MinAtarEnvs,
+    spec: SetupSource,
+    tc: TrainConfig,
+    seed: int,
+    device: torch.device,
+    greedy: MinAtarEnvs | None = None,
+) -> DataSource:
+    """The collector the agent's ``data`` asks for: on-policy rollouts or a replay of transitions."""
+    if agent_cls.data == "rollout":
+        return RolloutCollector(envs, ac.n_steps, ac.batch_size, device, seed)
+    _check_data(agent_cls, "transitions", "an environment")
+    # the replay's capacity is train.replay_size (not capped by train.steps, so a run resumed with
+    # more steps keeps its replay); MinAtar frames are stored as uint8
+    shape, n = tuple(envs.obs_shape), tc.num_envs
+    if spec.discrete:
+        obs_dtype = torch.uint8 if isinstance(envs, MinAtarEnvs) else torch.float32
+        kwargs = {"obs_shape": shape, "num_actions": spec.num_actions, "obs_dtype": obs_dtype}
+        replay = TransitionStore(tc.replay_size, device=device, num_envs=n, **kwargs)
+    else:
+        replay = TransitionStore(tc.replay_size, spec.obs_dim, spec.act_dim, device, num_envs=n)
+    return ReplayCollector(envs, replay, ac.batch_size, device, seed, tc.learning_starts, greedy)
+
+
+def _check_data(agent_cls: type, kind: str, given: str) -> None:
+    check(
+        agent_cls.data == kind,
+        f"the {agent_cls.name} agent trains from {agent_cls.data}, which {given} does not give here",
+        "train it where its data source is available (rollouts and replay: --env; transitions and "
+        "windows: --dataset)",
+    )
 
 
 def _minatar_problem(cfg: dict[str, Any], tc: TrainConfig, device: torch.device, game: str) -> Problem:
@@ -448,12 +498,9 @@ def _minatar_problem(cfg: dict[str, Any], tc: TrainConfig, device: torch.device,
         total_steps=tc.steps,
     )
 
-    def make_source(ac: Any) -> ReplayCollector:
-        replay = DiscreteReplay(tc.replay_size, train_envs.obs_shape, device, obs_dtype=torch.uint8)
+    def make_source(agent_cls: type, ac: Any) -> DataSource:
         greedy = envs(tc.greedy_envs, cfg["seed"] + GREEDY_SEED_OFFSET) if tc.greedy_envs else None
-        return ReplayCollector(
-            train_envs, replay, ac.batch_size, device, cfg["seed"], tc.learning_starts, greedy
-        )
+        return _online_source(agent_cls, ac, train_envs, spec, tc, cfg["seed"], device, greedy)
 
     evaluator = None
     if tc.eval_episodes > 0:

@@ -20,6 +20,7 @@ update-time ratio (target ≤ 1.15), with the certified fraction as PRDC's polic
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import statistics
 import time
@@ -152,6 +153,7 @@ def part_candidates(states, actions, beta: float, ms: list[int], queries: int = 
 
 def part_training(data, device: str, updates: int, block: int) -> None:
     from rlreg.agents.recipes import resolve_config
+    from rlreg.agents.sources import OfflineSampler
     from rlreg.agents.td3 import TD3Agent, TD3Config
 
     from rlreg.data.transitions import TransitionStore
@@ -171,25 +173,24 @@ def part_training(data, device: str, updates: int, block: int) -> None:
         ("prdc-inline", PRDC(**{**prdc_config, "overlap": False})),
     ):
         agent = TD3Agent(TD3Config(alpha=2.5), obs_dim, act_dim, low, high, [reg], device=device, seed=0)
+        # as the trainer does: the offline sampler, whose look-ahead PRDC asks for (same batches)
+        sampler = OfflineSampler(store, 256, torch.device(device), seed=0)
         t = time.perf_counter()
-        agent.setup(SetupSource(obs_dim, act_dim, agent.action_low, agent.action_high, store=store))
+        spec = SetupSource(obs_dim, act_dim, agent.action_low, agent.action_high, store=store)
+        agent.setup(dataclasses.replace(spec, lookahead=sampler.lookahead))
         if name.startswith("prdc"):
             print(f"{name} setup (keys, tree, candidates per row): {time.perf_counter() - t:.1f} s")
-        agents[name] = (agent, torch.Generator(device=device).manual_seed(0))
+        agents[name] = (agent, sampler)
     times: dict[str, list[float]] = {name: [] for name in agents}
     certified = []
-    ahead: dict = {}
     for i in range(updates // block):
         for name in list(agents) if i % 2 == 0 else list(agents)[::-1]:
-            agent, gen = agents[name]
+            agent, sampler = agents[name]
             if device == "cuda":
                 torch.cuda.synchronize()
             t = time.perf_counter()
             for _ in range(block):
-                # as the trainer does: the next batch is drawn one update ahead (same batches)
-                batch = ahead.pop(name) if name in ahead else store.sample(256, gen)
-                ahead[name] = store.sample(256, gen)
-                m = agent.update(batch, next_batch=ahead[name])
+                m = agent.update(sampler.sample())
             if device == "cuda":
                 torch.cuda.synchronize()
             times[name].append((time.perf_counter() - t) / block)

@@ -15,8 +15,7 @@ from rlreg.agents.recipes import load_recipe, resolve_config
 from rlreg.agents.sources import MinAtarEnvs, ReplayCollector
 from rlreg.agents.trainer import resume, train
 
-from rlreg.data.replay import DiscreteReplay
-from rlreg.data.transitions import TensorBatch
+from rlreg.data.transitions import TensorBatch, TransitionStore
 from rlreg.errors import RlregError
 from rlreg.regularizers import Munchausen, Regularizer, Terms
 
@@ -169,7 +168,8 @@ def test_collector_stores_final_observations_and_bootstraps_truncation():
     agent.total_steps = 10_000  # ε = 1 throughout these 40 steps
     cpu = torch.device("cpu")
     envs = MinAtarEnvs("breakout", 3, cpu, seed=1, sticky_action_prob=0.1, max_episode_steps=5)
-    col = ReplayCollector(envs, DiscreteReplay(1000, envs.obs_shape, cpu), 32, cpu, seed=1)
+    replay = TransitionStore(1000, obs_shape=envs.obs_shape, num_actions=6, obs_dtype=torch.uint8, num_envs=3)
+    col = ReplayCollector(envs, replay, 32, cpu, seed=1)
     dones = []
     for step in range(40):
         col.collect(agent, 3 * step)
@@ -358,7 +358,7 @@ def test_bad_environments_and_settings(tmp_path, capsys):
     assert main(["train", "td3", "--env", "minatar:breakout", "--out", str(tmp_path / "b")]) == 2
     assert "needs continuous actions" in err(capsys)
     assert main(["train", "dqn", "--env", "Pendulum-v1", "--out", str(tmp_path / "c")]) == 2
-    assert "trains online on batched MinAtar only" in err(capsys)
+    assert "needs discrete actions" in err(capsys)
     assert main(["train", "dqn", "--env", "minatar:breakout", "--steps", "101", "--set", "num_envs=2"]) == 2
     assert "not a multiple of train.num_envs" in err(capsys)
     assert main(["train", "dqn", "--env", "minatar:breakout", "--set", "dvw=maybe"]) == 2
@@ -368,10 +368,12 @@ def test_bad_environments_and_settings(tmp_path, capsys):
     )
     assert "does not fit a actor_critic agent" in err(capsys)
     assert (
-        main(["train", "td3", "--env", "Pendulum-v1", "--set", "num_envs=2", "--out", str(tmp_path / "e")])
+        main(
+            ["train", "td3", "--dataset", "nowhere.hdf5", "--set", "num_envs=2", "--out", str(tmp_path / "e")]
+        )
         == 2
     )
-    assert "parallel training environments are for MinAtar runs" in err(capsys)
+    assert "parallel training environments are for online runs" in err(capsys)
     assert (
         main(["train", "td3", "--env", "Pendulum-v1", "--set", "greedy_envs=1", "--out", str(tmp_path / "f")])
         == 2

@@ -16,7 +16,6 @@ from rlreg.agents.dqn import DQNAgent, DQNConfig
 from rlreg.agents.sources import OfflineSampler
 from rlreg.agents.td3 import TD3Agent, TD3Config
 
-from rlreg.data.replay import DiscreteReplay
 from rlreg.data.transitions import TransitionStore
 from rlreg.regularizers.base import Regularizer, SetupSource
 
@@ -60,7 +59,7 @@ def dqn_case(regs: Sequence[Regularizer], seed: int = 0, **config: Any) -> Case:
     cfg = DQNConfig(conv_channels=4, hidden=16, batch_size=32, **config)
     agent = DQNAgent(cfg, IMG, 3, list(regs), seed=seed)
     g = torch.Generator().manual_seed(0)
-    replay = DiscreteReplay(N, IMG)
+    replay = TransitionStore(N, obs_shape=IMG, num_actions=3, obs_dtype=torch.uint8)
     obs = (torch.rand(N, *IMG, generator=g) < 0.2).to(torch.uint8)
     nxt = (torch.rand(N, *IMG, generator=g) < 0.2).to(torch.uint8)
     act = torch.randint(0, 3, (N,), generator=g)
