@@ -352,19 +352,28 @@ class Seaquest(BatchedGame):
         Draws exactly 5 uniforms per environment per frame (enemy heading, kind, row; diver heading,
         row), used or not.
         """
-        n, k = self.num_envs, self.enemy_slots
+        k = self.enemy_slots
         due = (self.enemy_timer == 0) | (self.diver_timer == 0)
         self._spawn(self._draw(u, 5, due))
         self._player(action)
         sx, sy = self.sub_x.to(_I8)[:, None], self.sub_y.to(_I8)[:, None]
         # ring age: 1 (oldest possible) .. k (newest), per enemy slot
         newness = ((self._en_slot - self.en_head.to(_I8)[:, None]) & (k - 1)) + 1
+        reward = self._friendly_bullets(newness)
+        self._move_divers(sx, sy)
+        terminal = self._enemies_and_shots(sx, sy, newness, reward)
+        self._enemy_bullets(terminal)
+        self._timers_and_oxygen(reward, terminal)
+        return reward.to(torch.float32), terminal
 
+    def _friendly_bullets(self, newness: torch.Tensor) -> torch.Tensor:
+        """Step 3: friendly bullets move and hit; returns the frame's reward so far (N,) int64."""
+        k = self.enemy_slots
         # 3. friendly bullets move; each hits the oldest fish on its new cell, else the oldest sub
         self.fb_x += (_i8(self.fb_right) * 2 - 1) * _i8(self.fb_on)
         self.fb_on &= (self.fb_x >= 0) & (self.fb_x <= 9)
         priority = (k + 1 - newness) + _i8(~self.en_sub) * k  # fish above subs, older above newer
-        reward = torch.zeros(n, dtype=torch.int64, device=self.device)
+        reward = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         for b in range(self.bullet_slots):
             bx, by, bon = self._bullet(b)
             match = self.en_on & (self.en_x == bx) & (self.en_y == by) & bon
@@ -373,7 +382,10 @@ class Seaquest(BatchedGame):
             self.en_on &= ~(match & (priority == best))
             self.fb_on[:, b] &= ~hit
             reward += hit.long()
+        return reward
 
+    def _move_divers(self, sx: torch.Tensor, sy: torch.Tensor) -> None:
+        """Step 4: diver pick-ups and drift (``sx``, ``sy``: the sub's cell, ``(N, 1)`` int8)."""
         # 4. divers: pick-ups (newest first, while fewer than 6 are aboard), else drift
         on = self.dv_on
         at_sub = on & (self.dv_x == sx) & (self.dv_y == sy)
@@ -391,6 +403,11 @@ class Seaquest(BatchedGame):
         self.dv_timer += _i8(moving) * (DIVER_MOVE_INTERVAL + 1) - _i8(on)
         self.dv_on &= ~(out | picked)
 
+    def _enemies_and_shots(
+        self, sx: torch.Tensor, sy: torch.Tensor, newness: torch.Tensor, reward: torch.Tensor
+    ) -> torch.Tensor:
+        """Steps 5 and 7 (:meth:`_enemies`, kills added to ``reward`` in place) and the subs' shots;
+        returns the frame's terminal flags so far (N,)."""
         # 5 + 7. enemy subs and fish; subs' shots (subs removed this frame still shoot; shots off the
         # screen vanish)
         subs = self.en_on & self.en_sub
@@ -406,7 +423,10 @@ class Seaquest(BatchedGame):
         else:  # an off-screen sub's shot lands on a neighbouring row's cell with value 0: no effect
             cell = (self.en_y * 10 + self.en_x).long() + self.en_right.long() * 100
             self.eb.view(torch.uint8).scatter_reduce_(1, cell, _u8(fired), "amax")
+        return terminal
 
+    def _enemy_bullets(self, terminal: torch.Tensor) -> None:
+        """Step 6: enemy bullets hit the player (``terminal`` updated in place) and move."""
         # 6. enemy bullets
         sub_cell = (self.sub_y * 10 + self.sub_x)[:, None]
         player = torch.cat([sub_cell, sub_cell + 100], 1)
@@ -417,6 +437,8 @@ class Seaquest(BatchedGame):
         self.eb.copy_(moved & self._eb_keep)
         terminal |= self.eb.gather(1, player).any(1)
 
+    def _timers_and_oxygen(self, reward: torch.Tensor, terminal: torch.Tensor) -> None:
+        """Step 8: timers, oxygen, surfacing and difficulty ramping (``reward``, ``terminal`` in place)."""
         # 8. timers, oxygen, surfacing
         self.enemy_timer.sub_((self.enemy_timer > 0).long())
         self.diver_timer.sub_((self.diver_timer > 0).long())
@@ -438,7 +460,6 @@ class Seaquest(BatchedGame):
             self.move_interval.sub_((ramp & (self.move_interval > 2) & (self.ramp_index % 2 == 1)).long())
             self.spawn_interval.sub_((ramp & (self.spawn_interval > 1)).long())
             self.ramp_index.add_(ramp.long())
-        return reward.to(torch.float32), terminal
 
     @property
     def _compact(self) -> bool:

@@ -135,6 +135,31 @@ def read_d4rl_hdf5(
             ``next_observations``.
     """
     path = Path(path)
+    _check_hdf5_path(path)
+    arrays, attrs = _read_arrays(path)
+
+    observations = arrays["observations"]
+    rewards = _flat(arrays, "rewards", path)
+    terminals = _flat(arrays, "terminals", path).astype(bool)
+    timeouts = _flat(arrays, "timeouts", path).astype(bool)
+    rows, keep, next_obs, out_timeouts = _select_rows(arrays, timeouts, path, keep_timeouts)
+    starts = _episode_starts(terminals, timeouts, rows, keep)
+    info = _dataset_info(attrs, name if name is not None else path.stem, path)
+    t = Transitions(
+        observations=np.asarray(observations[:rows][keep], np.float32),
+        actions=np.asarray(arrays["actions"][:rows][keep], np.float32),
+        rewards=np.asarray(rewards[:rows][keep], np.float32),
+        next_observations=np.asarray(next_obs[keep], np.float32),
+        terminals=terminals[:rows][keep],
+        timeouts=out_timeouts[keep],
+        episode_starts=starts,
+        info=info,
+    )
+    return t.validate(where=f"D4RL file {path}")
+
+
+def _check_hdf5_path(path: Path) -> None:
+    """Raise unless ``path`` is an existing HDF5 file."""
     check(path.exists(), f"D4RL file {path} does not exist", "check the path, or download/generate the file")
     check(path.is_file(), f"D4RL path {path} is not a file", "pass the path of the .hdf5 file itself")
     check(
@@ -142,13 +167,16 @@ def read_d4rl_hdf5(
         f"{path} is not an HDF5 file",
         "pass a D4RL-schema .hdf5 file (keys observations, actions, rewards, terminals, timeouts)",
     )
-    arrays, attrs = _read_arrays(path)
 
+
+def _select_rows(
+    arrays: dict[str, np.ndarray], timeouts: np.ndarray, path: Path, keep_timeouts: bool
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, keep, next_obs, out_timeouts)``: the candidate rows, which of them are kept as
+    transitions, their next observations and timeout flags (``qlearning_dataset`` semantics unless
+    ``keep_timeouts``)."""
     observations = arrays["observations"]
     n = observations.shape[0] if observations.ndim > 0 else 0
-    rewards = _flat(arrays, "rewards", path)
-    terminals = _flat(arrays, "terminals", path).astype(bool)
-    timeouts = _flat(arrays, "timeouts", path).astype(bool)
     has_next = "next_observations" in arrays
     if keep_timeouts:
         check(
@@ -175,14 +203,22 @@ def read_d4rl_hdf5(
         )
         next_obs = arrays["next_observations"][: n - 1] if has_next else observations[1:n]
         out_timeouts = np.zeros(n - 1, dtype=bool)
+    return rows, keep, next_obs, out_timeouts
+
+
+def _episode_starts(terminals: np.ndarray, timeouts: np.ndarray, rows: int, keep: np.ndarray) -> np.ndarray:
+    """Episode-start flags of the kept rows (the first kept row always starts one)."""
     # raw row i starts an episode if it is the first row or follows a terminal or a timeout
     starts = np.empty(rows, dtype=bool)
     starts[0] = True
     starts[1:] = terminals[: rows - 1] | timeouts[: rows - 1]
     starts = starts[keep]
     starts[0] = True
+    return starts
 
-    ds_name = name if name is not None else path.stem
+
+def _dataset_info(attrs: dict[str, object], ds_name: str, path: Path) -> DatasetInfo:
+    """The file's :class:`DatasetInfo`: its ``rlreg_*`` attributes, else D4RL scores by name."""
     env_id = _attr_str(attrs[_ATTR_ENV_ID]) if _ATTR_ENV_ID in attrs else None
     env_kwargs = json.loads(_attr_str(attrs[_ATTR_ENV_KWARGS])) if _ATTR_ENV_KWARGS in attrs else {}
     if _ATTR_REF_MIN in attrs and _ATTR_REF_MAX in attrs:
@@ -191,7 +227,7 @@ def read_d4rl_hdf5(
     else:
         ref = d4rl_ref_scores(ds_name)
         normalizer = "d4rl-v2" if ref is not None else "none"
-    info = DatasetInfo(
+    return DatasetInfo(
         name=ds_name,
         env_id=env_id,
         ref_min_score=None if ref is None else ref[0],
@@ -200,17 +236,6 @@ def read_d4rl_hdf5(
         source=str(path),
         env_kwargs=env_kwargs,
     )
-    t = Transitions(
-        observations=np.asarray(observations[:rows][keep], np.float32),
-        actions=np.asarray(arrays["actions"][:rows][keep], np.float32),
-        rewards=np.asarray(rewards[:rows][keep], np.float32),
-        next_observations=np.asarray(next_obs[keep], np.float32),
-        terminals=terminals[:rows][keep],
-        timeouts=out_timeouts[keep],
-        episode_starts=starts,
-        info=info,
-    )
-    return t.validate(where=f"D4RL file {path}")
 
 
 def write_d4rl_hdf5(
@@ -268,6 +293,15 @@ def write_d4rl_hdf5(
     }
     if next_observations is not None:
         data["next_observations"] = np.asarray(next_observations, np.float32)
+    _check_write_arrays(data)
+    attrs = _root_attrs(env_id, env_kwargs, ref_min_score, ref_max_score, normalizer)
+    _write_atomically(path, data, attrs)
+    return path
+
+
+def _check_write_arrays(data: dict[str, np.ndarray]) -> None:
+    """Raise unless the arrays to write are non-empty, one row per step, flat flags, finite floats."""
+    obs = data["observations"]
     n = obs.shape[0] if obs.ndim > 0 else 0
     check(n > 0, "write_d4rl_hdf5: no steps to write (observations is empty)", "pass at least one step")
     check(obs.ndim >= 2, f"observations have shape {obs.shape}, expected (N, *obs_shape)", "add a step axis")
@@ -294,6 +328,16 @@ def write_d4rl_hdf5(
             f"next_observations shape {data['next_observations'].shape} != observations shape {obs.shape}",
             "next_observations must match observations",
         )
+
+
+def _root_attrs(
+    env_id: str | None,
+    env_kwargs: dict | None,
+    ref_min_score: float | None,
+    ref_max_score: float | None,
+    normalizer: str | None,
+) -> dict[str, object]:
+    """The ``rlreg_*`` root attributes for the given metadata (raises on only one reference score)."""
     check(
         (ref_min_score is None) == (ref_max_score is None),
         "write_d4rl_hdf5: only one of ref_min_score / ref_max_score was given",
@@ -316,7 +360,11 @@ def write_d4rl_hdf5(
         attrs[_ATTR_NORMALIZER] = normalizer if normalizer is not None else "rlreg"
     elif normalizer is not None:
         attrs[_ATTR_NORMALIZER] = normalizer
+    return attrs
 
+
+def _write_atomically(path: Path, data: dict[str, np.ndarray], attrs: dict[str, object]) -> None:
+    """Write ``data`` and ``attrs`` to ``path + ".tmp"`` and rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(path) + ".tmp")
     try:
@@ -328,4 +376,3 @@ def write_d4rl_hdf5(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path

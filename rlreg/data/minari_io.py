@@ -350,9 +350,6 @@ def write_minari(
         RlregError: malformed id, existing dataset directory, unknown env id, missing or non-Box
             spaces, inconsistent episodes, NaN/inf values, or only one reference score.
     """
-    import gymnasium as gym
-    import minari
-
     _check_id(dataset_id)
     base = minari_root(root)
     target = base / dataset_id
@@ -361,6 +358,34 @@ def write_minari(
         f"Minari dataset directory {target} already exists",
         "delete it (or choose another id/version) before writing; rlreg never overwrites a dataset",
     )
+    _check_ref_scores(ref_min_score, ref_max_score)
+    env_spec, observation_space, action_space = _env_spec_and_spaces(
+        env_id, env_kwargs, observation_space, action_space
+    )
+    _check_box(observation_space, "observation", dataset_id)
+    _check_box(action_space, "action", dataset_id)
+    buffers = _episode_buffers(episodes, observation_space, action_space)
+    _create_dataset(
+        dataset_id,
+        target,
+        root,
+        buffers,
+        ref_min_score,
+        ref_max_score,
+        env=env_spec,
+        observation_space=observation_space,
+        action_space=action_space,
+        algorithm_name=algorithm_name,
+        author=author,
+        code_permalink=code_permalink,
+        description=description,
+        requirements=requirements,
+    )
+    return target
+
+
+def _check_ref_scores(ref_min_score: float | None, ref_max_score: float | None) -> None:
+    """Raise unless both reference scores are given (and distinct) or neither is."""
     check(
         (ref_min_score is None) == (ref_max_score is None),
         "write_minari: only one of ref_min_score / ref_max_score was given (Minari would estimate the "
@@ -373,6 +398,18 @@ def write_minari(
             f"write_minari: ref_min_score == ref_max_score == {ref_min_score}",
             "give distinct reference scores",
         )
+
+
+def _env_spec_and_spaces(
+    env_id: str | None,
+    env_kwargs: dict[str, Any] | None,
+    observation_space: gym.spaces.Box | None,
+    action_space: gym.spaces.Box | None,
+) -> tuple[Any, Any, Any]:
+    """``(env_spec, observation_space, action_space)``: the Gymnasium spec of ``env_id`` (with
+    ``env_kwargs``; None without an id) and the spaces, taken from the environment where not given."""
+    import gymnasium as gym
+
     env_spec = None
     if env_id is not None:
         try:
@@ -401,27 +438,28 @@ def write_minari(
         "write_minari: observation_space and action_space are required when env_id is None",
         "pass both spaces, or an env_id to take them from",
     )
-    _check_box(observation_space, "observation", dataset_id)
-    _check_box(action_space, "action", dataset_id)
-    buffers = _episode_buffers(episodes, observation_space, action_space)
+    return env_spec, observation_space, action_space
+
+
+def _create_dataset(
+    dataset_id: str,
+    target: Path,
+    root: str | os.PathLike | None,
+    buffers: list,
+    ref_min_score: float | None,
+    ref_max_score: float | None,
+    **create_kwargs: Any,
+) -> None:
+    """Write ``buffers`` with ``minari.create_dataset_from_buffers`` (raw arrays, HDF5) and the
+    reference scores into its metadata; removes ``target`` if anything fails."""
+    import minari
 
     with _datasets_root(root), warnings.catch_warnings():
         # Minari warns about every unset optional metadata field (author_email, eval_env, ...)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"minari(\.|$)")
         try:
             dataset = minari.create_dataset_from_buffers(
-                dataset_id,
-                buffers,
-                env=env_spec,
-                observation_space=observation_space,
-                action_space=action_space,
-                algorithm_name=algorithm_name,
-                author=author,
-                code_permalink=code_permalink,
-                description=description,
-                data_format="hdf5",
-                requirements=requirements,
-                jpeg_encoding=False,
+                dataset_id, buffers, data_format="hdf5", jpeg_encoding=False, **create_kwargs
             )
             if ref_min_score is not None and ref_max_score is not None:
                 dataset.storage.update_metadata(
@@ -430,4 +468,3 @@ def write_minari(
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
-    return target
