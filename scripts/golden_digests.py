@@ -79,7 +79,8 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
     flags = fields.get("flags", "").split()
     isa = "avx512" if any(f.startswith("avx512") for f in flags) else "avx2" if "avx2" in flags else "other"
-    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, {isa})"
+    model, family, number = (fields.get(k, "?") for k in ("model name", "cpu family", "model"))
+    return f"{model} (family {family} model {number}, {isa})"
 
 
 def csv_digest(path: Path) -> tuple[str, list[dict[str, str]]]:
