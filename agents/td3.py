@@ -35,7 +35,7 @@ from rlreg.agents.base import Agent, add_terms, register_agent
 
 from rlreg.data.transitions import TensorBatch
 from rlreg.errors import check, check_widths
-from rlreg.nets import Actor, Critic, FlatAdam, mlp_backward, mlp_forward
+from rlreg.nets import ACTIVATIONS, Actor, Critic, FlatAdam, mlp_backward, mlp_forward
 from rlreg.regularizers.base import CriticContext, Regularizer, SetupSource
 
 _tanh_bw = torch.ops.aten.tanh_backward
@@ -73,6 +73,11 @@ class TD3Config:
     """λ numerator of TD3+BC's Q normalisation (2.5); None for plain TD3 (λ = 1)."""
     exploration_noise: float = 0.1
     """Online only: Gaussian exploration std, in units of the action half-range."""
+    activation: str = "relu"
+    """Hidden activation of actor and critics (relu: the hand-fused engine; tanh, elu, gelu, silu,
+    leaky_relu: plain autograd, rlreg.nets)."""
+    layer_norm: bool = False
+    """LayerNorm after each hidden layer (e.g. for critics of high-UTD recipes; plain autograd)."""
 
     def validate(self) -> None:
         def pos(name: str, integer: bool = False) -> None:
@@ -100,6 +105,11 @@ class TD3Config:
         )
         for name in ("actor_hidden", "critic_hidden"):
             check_widths(getattr(self, name), name)
+        check(
+            self.activation in ACTIVATIONS,
+            f"td3.activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}",
+            "set agent.activation=relu (TD3's)",
+        )
 
 
 class _View:
@@ -153,7 +163,9 @@ class _View:
 
 
 def _head1(critic: Critic, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-    """Head 1's ``(B,)`` values without autograd (the fused member path)."""
+    """Head 1's ``(B,)`` values without autograd (the fused member path where there is one)."""
+    if not critic.net.fused:
+        return critic(obs, act)[0]
     member = 0 if critic.net.ensemble > 1 else None
     return mlp_forward(critic.net, torch.cat([obs, act], dim=-1), member=member)[0].reshape(-1)
 
@@ -191,10 +203,14 @@ class TD3Agent(Agent):
         )
         torch.manual_seed(seed)  # network initialisation
         c = config
-        self.actor = Actor(obs_dim, act_dim, c.actor_hidden, self.action_low, self.action_high).to(
-            self.device
-        )
-        self.critic = Critic(obs_dim, act_dim, c.critic_hidden, c.n_critics).to(self.device)
+        nets = {"activation": c.activation, "layer_norm": c.layer_norm}
+        self.actor = Actor(obs_dim, act_dim, c.actor_hidden, self.action_low, self.action_high, **nets)
+        self.critic = Critic(obs_dim, act_dim, c.critic_hidden, c.n_critics, **nets)
+        self.actor, self.critic = self.actor.to(self.device), self.critic.to(self.device)
+        # hand-written gradients only where the networks run the fused engine (ReLU, no LayerNorm);
+        # otherwise every step is plain autograd (the same objective)
+        self._fused = self.actor.net.fused and self.critic.net.fused
+        self._autograd_critic = self._autograd_critic or not self._fused
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         # each network is one flat parameter: one fused Adam op per step, one lerp_ for all targets
@@ -238,9 +254,12 @@ class TD3Agent(Agent):
         """π(s) of ``batch`` (no grad, with the activations the actor step reuses); regularizers'
         ``prepare_actor`` hooks start their work on it (the critic step does not move the actor)."""
         with torch.no_grad():
-            z, hs = mlp_forward(self.actor.net, batch.observations)
-            t = torch.tanh(z)
-            pre = (hs, t, self.actor.to_box(t))
+            if self._fused:
+                z, hs = mlp_forward(self.actor.net, batch.observations)
+                t = torch.tanh(z)
+                pre = (hs, t, self.actor.to_box(t))
+            else:
+                pre = ([], None, self.actor(batch.observations))
         for r in self.regularizers:
             r.prepare_actor(batch, pre[2], self.view)
         return pre
@@ -261,7 +280,10 @@ class TD3Agent(Agent):
             for k, v in r.update_extras(batch, self.view).items():
                 metrics[f"reg/{r.name}/{k}"] = v
         if actor_due:  # delayed actor and targets
-            self._actor_step(batch, metrics, pre)
+            if self._fused:
+                self._actor_step(batch, metrics, pre)
+            else:
+                self._actor_step_autograd(batch, metrics)
             with torch.no_grad():
                 torch._foreach_lerp_(self._targets, self._online, c.tau)
         return metrics
@@ -271,7 +293,7 @@ class TD3Agent(Agent):
         """``y`` (after every ``critic_target`` hook), the TD weights and the target features."""
         c = self.config
         next_obs = batch.next_observations
-        next_act = self.actor.to_box(torch.tanh(mlp_forward(self.actor_target.net, next_obs)[0]))
+        next_act = self.actor_target(next_obs)  # no grad: the same forward as the fused mlp_forward
         if c.policy_noise > 0:
             eps = torch.randn(next_act.shape, device=self.device, generator=self.gen)
             eps = (eps * c.policy_noise).clamp_(-c.noise_clip, c.noise_clip)
@@ -283,8 +305,7 @@ class TD3Agent(Agent):
         if self._need_features:
             next_q, next_target_features = self.critic_target.forward_features(next_obs, next_act)
         else:
-            y, _ = mlp_forward(self.critic_target.net, torch.cat([next_obs, next_act], dim=-1))
-            next_q, next_target_features = y.reshape(c.n_critics, -1), None
+            next_q, next_target_features = self.critic_target(next_obs, next_act), None
         target = batch.rewards + c.gamma * (1.0 - batch.dones) * next_q.amin(0)
         for r in self.regularizers:
             target = r.critic_target(batch, target, self.view)
@@ -388,6 +409,27 @@ class TD3Agent(Agent):
             if g_weights is not None:
                 grad += g_weights
         actor.net.flat.grad = grad
+        self.actor_opt.step(grad)
+        self.policy_version += 1
+
+    def _actor_step_autograd(self, batch: TensorBatch, metrics: dict[str, torch.Tensor]) -> None:
+        """The general actor step (networks outside the fused engine): the whole actor loss,
+        ``−λ mean Q1(s, π(s)) + Σ actor terms``, differentiated by autograd w.r.t. the actor."""
+        obs, alpha = batch.observations, self.config.alpha
+        pi = self.actor(obs)
+        q_pi = self.critic.q1_frozen(obs, pi)  # critic weights as constants
+        if alpha is None:
+            lam = torch.ones((), device=q_pi.device)
+        else:
+            lam = alpha / q_pi.detach().abs().mean()
+            metrics["train/lambda"] = lam
+        loss = -lam * q_pi.mean()
+        metrics["train/actor_q_loss"] = loss.detach()
+        for r in self.regularizers:
+            loss = add_terms(loss, r.actor_terms(batch, pi, self.view), r.name, metrics)
+        metrics["train/actor_loss"] = loss.detach()
+        (grad,) = torch.autograd.grad(loss, [self.actor.net.flat])
+        self.actor.net.flat.grad = grad
         self.actor_opt.step(grad)
         self.policy_version += 1
 

@@ -4,6 +4,13 @@ Recorded by ``scripts/golden_digests.py --update`` before the core redesign; a c
 number must say why (and rerun the affected seed tables). Compared only on the CPU model the
 digests were made on (other CPUs may round differently in some kernels), where a mismatch names
 the differing columns of the last metrics row.
+
+Deliberate changes since the recording before the core redesign (issue 14):
+
+* ``td3-online``: two new columns, ``rollout/episode_length`` and ``rollout/episodes`` (the one
+  replay collector logs the same episode statistics for Gymnasium as for MinAtar). Every other
+  column of metrics.csv and all of eval.csv are unchanged (checked against the recorded digest with
+  the two columns dropped).
 """
 
 from __future__ import annotations

@@ -244,9 +244,9 @@ def test_checkpoint_by_wall_clock_time(pendulum_medium, tmp_path, monkeypatch):
 
 
 def test_progress_bar_moves_by_time_not_by_logging(pendulum_medium, tmp_path, capsys, monkeypatch):
-    import rlreg.agents.trainer as trainer
+    import rlreg.agents.loop as loop
 
-    monkeypatch.setattr(trainer, "BAR_SECONDS", 0.0)
+    monkeypatch.setattr(loop, "BAR_SECONDS", 0.0)
     cfg = tiny_cfg(pendulum_medium, 40, **{"train.log_every": "1000"})
     train(cfg, tmp_path / "r", progress=True)
     captured = capsys.readouterr()
