@@ -222,6 +222,16 @@ def test_resume_from_truncated_checkpoint(pendulum_medium, tmp_path, capsys):
     assert "truncated or corrupt" in err(capsys)
 
 
+def test_resume_from_a_checkpoint_of_the_old_format_says_so(pendulum_medium, tmp_path, capsys):
+    out = tmp_path / "old"
+    train(small_cfg(pendulum_medium, 20, **{"train.eval_episodes": "0"}), out, progress=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["version"] = 1  # written before the data sources held their own state
+    torch.save(state, out / "checkpoint.pt")
+    assert main(["train", "--resume", str(out)]) == 2
+    assert "format version 1" in (e := err(capsys)) and "start a new run" in e
+
+
 def write_pendulum_file(path: Path, actions: np.ndarray | None = None, obs_nan: bool = False) -> str:
     rng = np.random.default_rng(0)
     n = 50
