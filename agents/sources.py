@@ -21,7 +21,8 @@ Sources here:
   stepped together (Gymnasium environments, or batched MinAtar in torch, behind one interface:
   :class:`GymEnvs`, :class:`MinAtarEnvs`), transitions stored with terminations and truncations
   apart (a time-limited step still bootstraps from its true final observation), episode returns
-  summed on the device. Optional concurrent greedy environments (DVW's protocol).
+  summed on the device. Optional concurrent greedy environments (DVW's protocol). Any Gymnasium
+  vector env with SAME_STEP autoreset plugs in through :class:`VectorEnvs`.
 * :class:`RolloutCollector` and :class:`WindowSource` (:mod:`rlreg.agents.sources_seq`): on-policy
   rollouts and trajectory windows for sequence models.
 """
@@ -44,6 +45,7 @@ __all__ = [
     "ReplayCollector",
     "GymEnvs",
     "MinAtarEnvs",
+    "VectorEnvs",
     "GREEDY_SEED_OFFSET",
     "SAMPLE_SEED_OFFSET",
 ]
@@ -243,6 +245,61 @@ class MinAtarEnvs:
 
     def close(self) -> None:
         pass
+
+
+class VectorEnvs:
+    """Any Gymnasium ``VectorEnv`` with ``SAME_STEP`` autoreset (``gym.make_vec(...,
+    vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})``, or ``MinAtarVectorEnv``) as the
+    collectors' tensor interface: ``info["final_obs"]`` gives the true last observation of the
+    environments whose episode ended. NumPy or torch outputs. Not checkpointed (a resumed run
+    restarts its episodes)."""
+
+    checkpointed = False
+
+    def __init__(self, env: Any, device: torch.device) -> None:
+        from gymnasium.vector import AutoresetMode
+
+        mode = getattr(env, "autoreset_mode", None) or env.metadata.get("autoreset_mode")
+        check(
+            mode == AutoresetMode.SAME_STEP,
+            f"the vector env autoresets in mode {mode}; the collectors need SAME_STEP (final_obs)",
+            'make it with vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP}',
+        )
+        self.env, self.device, self.num_envs = env, torch.device(device), env.num_envs
+        self.obs_shape = tuple(env.single_observation_space.shape)
+
+    def _tensor(self, x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.as_tensor(
+            np.asarray(x) if not isinstance(x, torch.Tensor) else x, device=self.device, dtype=dtype
+        )
+
+    def start(self, rng: np.random.Generator) -> torch.Tensor:
+        obs, _ = self.env.reset(seed=int(rng.integers(2**31)))
+        self.env.action_space.seed(int(rng.integers(2**31)))
+        return self._tensor(obs, torch.float32)
+
+    def random_actions(self) -> torch.Tensor:
+        return self._tensor(self.env.action_space.sample())
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        act = actions if getattr(self.env, "numpy", True) is False else actions.cpu().numpy()
+        obs, reward, term, trunc, info = self.env.step(act)
+        obs = self._tensor(obs, torch.float32)
+        ended = self._tensor(info.get("_final_obs", np.zeros(self.num_envs, bool)), torch.bool)
+        final = obs.clone()
+        for i in torch.nonzero(ended).flatten().tolist():
+            final[i] = self._tensor(info["final_obs"][i], torch.float32)
+        flags = (self._tensor(x, torch.bool) for x in (term, trunc))
+        return (obs, self._tensor(reward, torch.float64), *flags, final)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        self.env.close()
 
 
 # ---------------------------------------------------------------------- replay collection

@@ -317,3 +317,42 @@ def test_rollout_bootstrap_values_and_gae_against_a_hand_computation():
     torch.testing.assert_close(ret, adv + r["values"])
     with pytest.raises(RlregError, match="minibatches of 3"):
         RolloutCollector(ScriptedEnvs(), n_steps=4, batch_size=3, device=torch.device("cpu"), seed=0)
+
+
+# ---------------------------------------------------------------------- Gymnasium vector envs
+def test_gymnasium_vector_envs_plug_into_the_replay_collector():
+    """A Gymnasium vector env (SAME_STEP autoreset) and MinAtar's VectorEnv drive the same collector:
+    true final observations where episodes end, terminations and truncations apart."""
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
+    from rlreg.agents.sources import ReplayCollector, VectorEnvs
+    from rlreg.envs.minatar import MinAtarVectorEnv
+
+    from rlreg.data.transitions import TransitionStore
+
+    cpu = torch.device("cpu")
+
+    class Uniform:
+        random_warmup = True
+
+    same_step = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    vec = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync", vector_kwargs=same_step)
+    store = TransitionStore(500, obs_shape=(4,), num_actions=2, num_envs=2)
+    col = ReplayCollector(VectorEnvs(vec, cpu), store, 16, cpu, seed=0, learning_starts=10**9)
+    for step in range(0, 400, 2):
+        col.collect(Uniform(), step)
+    assert len(store) == 400 and store.terminated[:400].sum() > 0
+    ended = store.terminated[:400].bool()
+    # an ended row's next observation is its episode's last one, not the next episode's first
+    rows = torch.nonzero(ended[:-2]).flatten()
+    assert not torch.equal(store.next_obs[rows], store.obs[rows + 2])
+    assert col.pop_stats()["rollout/episodes"] >= 2
+
+    minatar = MinAtarVectorEnv("breakout", num_envs=3, numpy=False, max_episode_steps=5)
+    store = TransitionStore(100, obs_shape=(4, 10, 10), num_actions=6, num_envs=3)
+    col = ReplayCollector(VectorEnvs(minatar, cpu), store, 16, cpu, seed=0, learning_starts=10**9)
+    for step in range(0, 60, 3):
+        col.collect(Uniform(), step)
+    assert bool(store.timeouts[:60].any())  # 5-step limit: truncations kept apart from terminals
+    with pytest.raises(RlregError, match="SAME_STEP"):
+        VectorEnvs(gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), cpu)
