@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import platform
 import statistics
 import subprocess
@@ -54,6 +55,25 @@ def _load_module(name: str, path: str | Path) -> ModuleType:
     return module
 
 
+def _backport(nets: ModuleType, rev: str) -> None:
+    """Let the current agent code drive an older engine at its defaults: the names added since
+    (``MLP.fused``, ``Critic.q1_frozen``, the ``activation``/``layer_norm`` keywords)."""
+    if not hasattr(nets.MLP, "fused"):
+        nets.MLP.fused = property(lambda self: True)  # the earlier engine was ReLU-only, all fused
+    if not hasattr(nets.Critic, "q1_frozen"):
+        nets.Critic.q1_frozen = nets.Critic.q1  # the earlier q1 treated the weights as constants
+    for cls in (nets.Actor, nets.Critic):
+        if "activation" in inspect.signature(cls.__init__).parameters:
+            continue
+
+        def init(self, *args, activation="relu", layer_norm=False, _init=cls.__init__, **kwargs):
+            if activation != "relu" or layer_norm:
+                raise SystemExit(f"nets.py@{rev} has only ReLU without LayerNorm: bench the defaults")
+            _init(self, *args, **kwargs)
+
+        cls.__init__ = init
+
+
 def td3_with_engine(rev: str) -> ModuleType:
     """A separate copy of ``rlreg.agents.td3`` whose network names come from ``rlreg/nets.py`` at git
     revision ``rev`` (the agent code itself is the current one)."""
@@ -65,6 +85,7 @@ def td3_with_engine(rev: str) -> ModuleType:
     path = Path(tempfile.mkdtemp(prefix="bench_nets_")) / "nets.py"
     path.write_text(source)
     nets = _load_module("_bench_nets_ref", path)
+    _backport(nets, rev)
     agent = _load_module("_bench_td3_ref", td3.__file__)
     for name in nets.__all__:
         if name in vars(agent):
