@@ -154,7 +154,7 @@ class _View:
     def q1(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
         net = self._agent.critic_target if target else self._agent.critic
         if torch.is_grad_enabled() and not target:
-            return net(obs, act)[0]  # differentiable in the critic's weights (all heads' graph)
+            return net.q1(obs, act)  # differentiable in head 1's weights and the inputs
         with torch.no_grad():  # no gradient asked for: head 1 alone
             return _head1(net, obs, act)
 
@@ -293,7 +293,10 @@ class TD3Agent(Agent):
         """``y`` (after every ``critic_target`` hook), the TD weights and the target features."""
         c = self.config
         next_obs = batch.next_observations
-        next_act = self.actor_target(next_obs)  # no grad: the same forward as the fused mlp_forward
+        if self._fused:  # no autograd node at all: the fused forward
+            next_act = self.actor.to_box(torch.tanh(mlp_forward(self.actor_target.net, next_obs)[0]))
+        else:
+            next_act = self.actor_target(next_obs)
         if c.policy_noise > 0:
             eps = torch.randn(next_act.shape, device=self.device, generator=self.gen)
             eps = (eps * c.policy_noise).clamp_(-c.noise_clip, c.noise_clip)
@@ -304,6 +307,9 @@ class TD3Agent(Agent):
             )
         if self._need_features:
             next_q, next_target_features = self.critic_target.forward_features(next_obs, next_act)
+        elif self._fused:
+            y, _ = mlp_forward(self.critic_target.net, torch.cat([next_obs, next_act], dim=-1))
+            next_q, next_target_features = y.reshape(c.n_critics, -1), None
         else:
             next_q, next_target_features = self.critic_target(next_obs, next_act), None
         target = batch.rewards + c.gamma * (1.0 - batch.dones) * next_q.amin(0)

@@ -76,6 +76,8 @@ def save_policy(
         "obs_dim": net.in_dim,
         "act_dim": net.out_dim,
         "hidden": list(net.hidden),
+        "activation": net.activation,
+        "layer_norm": net.layer_norm,
         "action_low": (actor.act_mid - actor.act_scale).cpu(),
         "action_high": (actor.act_mid + actor.act_scale).cpu(),
         "weights": net.flat.detach().cpu().clone(),
@@ -104,8 +106,14 @@ def load_policy(path: str | os.PathLike) -> BehaviourPolicy:
             f"{path} is not an rlreg policy file", "export one with `rlreg policy export RUN_DIR`"
         )
     try:
+        nets = {"activation": state.get("activation", "relu"), "layer_norm": state.get("layer_norm", False)}
         actor = Actor(
-            state["obs_dim"], state["act_dim"], state["hidden"], state["action_low"], state["action_high"]
+            state["obs_dim"],
+            state["act_dim"],
+            state["hidden"],
+            state["action_low"],
+            state["action_high"],
+            **nets,
         )
         weights = state["weights"]
         if weights.shape != actor.net.flat.shape:
@@ -148,6 +156,8 @@ def policy_from_run(run_dir: str | os.PathLike, step: int | None = None) -> Beha
         ac["actor_hidden"],
         torch.as_tensor(env.action_space.low),
         torch.as_tensor(env.action_space.high),
+        activation=ac.get("activation", "relu"),
+        layer_norm=ac.get("layer_norm", False),
     )
     env.close()
     actor.load_state_dict(state["agent"]["actor"])

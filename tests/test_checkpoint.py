@@ -143,3 +143,23 @@ def test_garbage_bytes_are_corrupt_not_unsafe(tmp_path: Path) -> None:
     with pytest.raises(RlregError, match="truncated or corrupt") as e:
         load_checkpoint(tmp_path / "c.pt")
     assert not isinstance(e.value, UnsafeFileError)
+
+
+def test_policy_files_keep_the_actor_activation_and_layer_norm(tmp_path):
+    """A tanh/LayerNorm actor saved as a policy file comes back with the same architecture and actions."""
+    import numpy as np
+    import torch
+    from rlreg.envs.policies import load_policy, save_policy
+
+    from rlreg.data.transitions import ObsNormalizer
+    from rlreg.nets import Actor
+
+    torch.manual_seed(0)
+    actor = Actor(3, 1, (8, 8), -2 * torch.ones(1), 2 * torch.ones(1), activation="tanh", layer_norm=True)
+    path = save_policy(
+        tmp_path / "p.pt", env_id="Pendulum-v1", actor=actor, normalizer=ObsNormalizer.identity(3)
+    )
+    policy = load_policy(path)
+    assert policy.actor.net.activation == "tanh" and policy.actor.net.layer_norm
+    obs = torch.randn(5, 3)
+    assert torch.equal(policy.actor(obs), actor(obs).detach()) and np.isfinite(obs.numpy()).all()
