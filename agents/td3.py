@@ -158,6 +158,13 @@ class _View:
         with torch.no_grad():  # no gradient asked for: head 1 alone
             return _head1(net, obs, act)
 
+    def features(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """``(E, B, H)`` penultimate-layer features of the critic heads at ``(s, a)``."""
+        if target:
+            with torch.no_grad():
+                return self._agent.critic_target.forward_features(obs, act)[1]
+        return self._agent.critic.forward_features(obs, act)[1]
+
     def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None:
         self._agent._metrics[f"reg/{reg.name}/{key}"] = value.detach()
 

@@ -119,6 +119,7 @@ class ActorCriticView(Protocol):
     ``q_values(obs, act)``    ``(E, B)``, differentiable in the critic's weights and the inputs;
                               ``target=True``: the frozen target critic
     ``q1(obs, act)``          ``(B,)``, head 1 of ``q_values``: same differentiability
+    ``features(obs, act)``    ``(E, B, H)`` penultimate features of the critic heads: same
     ========================  ==========================================================
 
     What a term moves is fixed by the hook, not by the view function: ``actor_terms`` move the
@@ -156,6 +157,8 @@ class ActorCriticView(Protocol):
     def q_values(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
 
     def q1(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
+
+    def features(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
 
     def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None: ...
 

@@ -127,6 +127,14 @@ def q_values_data(view, b, pi):
     return view.q_values(b.observations, b.actions).square().mean()
 
 
+def features_data(view, b, pi):
+    return view.features(b.observations, b.actions).square().mean()
+
+
+def features_in_actor(view, b, pi):
+    return view.features(b.observations, pi).square().mean()
+
+
 def dqn_q(view, b, pi):
     return view.q_values(b.observations).square().mean()
 
@@ -143,6 +151,8 @@ PROBES = {
         ("critic_terms", q1_data, True, True),  # head 1 is differentiable: moves the critic
         ("critic_terms", q_values_data, True, True),
         ("critic_terms", policy_now, False, False),  # no critic weight in it: moves nothing
+        ("critic_terms", features_data, True, True),  # penultimate features: move the critic
+        ("actor_terms", features_in_actor, True, False),  # features at π(s): the actor, never the critic
     ],
     "q_learning": [
         ("critic_terms", dqn_q, True, True),
