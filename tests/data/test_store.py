@@ -4,13 +4,11 @@ reward columns, typed actions, state round trips and bad inputs."""
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from rlreg.data.replay import DiscreteReplay
 from rlreg.data.transitions import STATE_FORMAT, TensorBatch, Transitions, TransitionStore
 from rlreg.errors import RlregError
 
@@ -213,8 +211,7 @@ def test_captured_path_pieces_reproduce_sample():
 
 def test_discrete_image_samples_bit_identical_to_discrete_replay():
     gen_new, gen_old = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    with pytest.warns(DeprecationWarning, match="TransitionStore"):
-        new = DiscreteReplay(25, (2, 4, 4))
+    new = TransitionStore(25, obs_shape=(2, 4, 4), discrete=True, obs_dtype=torch.uint8)
     old = RefDiscrete(25, (2, 4, 4))
     assert isinstance(new, TransitionStore) and not new.packed and new.discrete
     ga, gb = torch.Generator().manual_seed(8), torch.Generator().manual_seed(8)
@@ -613,22 +610,11 @@ def test_loading_a_state_of_another_store_raises():
     assert (big.size, big.pos) == (5, 5) and torch.equal(big.data[:5], small.data[:5])
 
 
-def test_deprecated_factory_keeps_its_checks():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        with pytest.raises(RlregError, match="replay capacity must be a positive integer"):
-            DiscreteReplay(0, (1, 2, 2))
-        r = DiscreteReplay(4, (1, 2, 2), num_actions=3, num_envs=2)
-    assert r.num_actions == 3 and r.num_envs == 2 and r.obs.dtype == torch.uint8
-
-
-def test_state_from_the_factory_loads_into_a_store_that_knows_envs_and_actions():
+def test_state_without_envs_and_actions_loads_into_a_store_that_knows_them():
     """A replay saved before the collector passed num_envs/num_actions resumes into one that does:
     episodes are rebuilt per environment from the saved terminals and timeouts."""
     gen = torch.Generator().manual_seed(3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        old = DiscreteReplay(12, (2, 4, 4))
+    old = TransitionStore(12, obs_shape=(2, 4, 4), discrete=True, obs_dtype=torch.uint8)
     ref = TransitionStore(12, obs_shape=(2, 4, 4), num_actions=5, obs_dtype=torch.uint8, num_envs=2)
     for _ in range(5):
         obs, act, rew, nxt, term = image_rows(gen, 2)
