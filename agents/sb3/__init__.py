@@ -1,0 +1,6 @@
+"""Stable-Baselines3 algorithms with rlreg regularizers: SB3's own classes whose ``train()`` calls
+the regularizer hooks through the same view protocol as rlreg's agents (issue 15; TD3 so far)."""
+
+from rlreg.agents.sb3.td3 import TD3
+
+__all__ = ["TD3"]

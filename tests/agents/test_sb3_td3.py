@@ -1,0 +1,90 @@
+"""SB3's TD3 with rlreg regularizers (issue 15, first slice), in SB3's test style: parity with the
+parent class, a run with a regularizer, save/load, determinism, incompatible regularizers refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import stable_baselines3 as sb3
+import torch
+import torch.nn.functional as F
+from rlreg.agents.sb3 import TD3
+
+from rlreg.data.transitions import TensorBatch
+from rlreg.errors import RlregError
+from rlreg.regularizers import BC, DVW, Munchausen
+
+KW = {
+    "learning_starts": 100,
+    "batch_size": 32,
+    "policy_kwargs": {"net_arch": [32, 32]},
+    "seed": 0,
+    "device": "cpu",
+}
+
+
+def params(model) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.policy.parameters()]
+
+
+def test_without_regularizers_it_is_sb3_td3_exactly():
+    ours = TD3("MlpPolicy", "Pendulum-v1", **KW).learn(300)
+    theirs = sb3.TD3("MlpPolicy", "Pendulum-v1", **KW).learn(300)
+    for a, b in zip(params(ours), params(theirs), strict=True):
+        assert torch.equal(a, b)
+    assert ours.logger.name_to_value["train/critic_loss"] == theirs.logger.name_to_value["train/critic_loss"]
+
+
+def test_run_with_bc_logs_the_term_and_it_equals_rlregs_bc():
+    model = TD3("MlpPolicy", "Pendulum-v1", regularizers=[BC()], alpha=2.5, **KW)
+    model.learn(300)
+    logged = model.logger.name_to_value
+    assert "train/bc/bc_loss" in logged and np.isfinite(logged["train/bc/bc_loss"])
+    assert "train/lambda" in logged
+    data = model.replay_buffer.sample(64)
+    batch = TensorBatch(
+        data.observations, data.actions, data.rewards[:, 0], data.next_observations, data.dones[:, 0]
+    )
+    pi = model.actor(batch.observations)
+    got = model.regularizers[0].actor_terms(batch, pi, model._view).losses["bc_loss"]
+    torch.testing.assert_close(got, F.mse_loss(pi, data.actions))  # TD3+BC's term on SB3's weights
+
+
+def test_regularizer_changes_the_update_and_gradients_reach_the_actor_only_through_its_terms():
+    plain = TD3("MlpPolicy", "Pendulum-v1", **KW).learn(300)
+    bc = TD3("MlpPolicy", "Pendulum-v1", regularizers=[BC(weight=5.0)], **KW).learn(300)
+    actor_differs = any(
+        not torch.equal(a, b) for a, b in zip(plain.actor.parameters(), bc.actor.parameters(), strict=True)
+    )
+    assert actor_differs
+
+
+def test_same_seed_same_actions_and_losses():
+    a = TD3("MlpPolicy", "Pendulum-v1", regularizers=[BC()], alpha=2.5, **KW).learn(300)
+    b = TD3("MlpPolicy", "Pendulum-v1", regularizers=[BC()], alpha=2.5, **KW).learn(300)
+    obs = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    assert np.array_equal(a.predict(obs, deterministic=True)[0], b.predict(obs, deterministic=True)[0])
+    assert a.logger.name_to_value["train/bc/bc_loss"] == b.logger.name_to_value["train/bc/bc_loss"]
+
+
+def test_save_load_keeps_predictions_and_rebuilds_the_regularizers(tmp_path):
+    model = TD3("MlpPolicy", "Pendulum-v1", regularizers=[BC(weight=0.5)], alpha=2.5, **KW).learn(200)
+    model.save(tmp_path / "m.zip")
+    loaded = TD3.load(tmp_path / "m.zip", device="cpu")
+    obs = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    assert np.array_equal(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
+    assert [r.name for r in loaded.regularizers] == ["bc"] and loaded.regularizers[0].config.weight == 0.5
+    assert loaded.alpha == 2.5
+    params_before = model.get_parameters()
+    loaded.set_parameters(params_before)
+    for k, v in loaded.get_parameters()["policy"].items():
+        assert torch.equal(v, params_before["policy"][k])
+
+
+@pytest.mark.parametrize("reg", [DVW, Munchausen])
+def test_incompatible_regularizers_are_refused(reg):
+    with pytest.raises(RlregError, match="do not fit SB3's TD3") as e:
+        TD3("MlpPolicy", "Pendulum-v1", regularizers=[reg()], **KW)
+    assert "bc" in str(e.value) and "prdc" in str(e.value)
