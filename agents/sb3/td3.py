@@ -19,8 +19,9 @@ view's action box is ``[-1, 1]``; regularizers see observations as SB3's policy 
 ``VecNormalize``, if any). Regularizers needing a dataset in ``setup`` (PRDC) are set up by
 :meth:`TD3.setup_regularizers`; without one, ``setup`` gets the spaces only.
 
-Not yet here (issue 15, next sessions): SAC, DQN and PPO subclasses, ``learn_offline`` and
-offline-to-online, saving regularizer state with ``save()``/``load()`` (regularizers are rebuilt
+Offline: ``model.learn_offline(dataset, gradient_steps, eval_env=...)``
+(:mod:`rlreg.agents.sb3.offline`). Not yet here (issue 15, next sessions): SAC, DQN and PPO
+subclasses, offline-to-online, saving regularizer state with ``save()``/``load()`` (regularizers are rebuilt
 from their configs on load, their learned state is not kept yet).
 """
 
@@ -35,6 +36,7 @@ import numpy as np
 import stable_baselines3 as sb3
 import torch
 import torch.nn.functional as F
+from rlreg.agents.sb3.offline import OfflineMixin
 from stable_baselines3.common.utils import polyak_update
 
 from rlreg.data.transitions import TensorBatch
@@ -102,7 +104,7 @@ class _View:
         self.sink[f"train/{reg.name}/{key}"].append(value.detach())
 
 
-class TD3(sb3.TD3):
+class TD3(OfflineMixin, sb3.TD3):
     """SB3's TD3 with ``regularizers`` (rlreg objects, in order) and TD3+BC's ``alpha``."""
 
     def __init__(
@@ -149,12 +151,24 @@ class TD3(sb3.TD3):
         view = self._view
         spec = SetupSource(view.obs_dim, view.act_dim, view.action_low, view.action_high, **source)
         for r in self.regularizers:
+            if r.needs_dataset and spec.store is None:
+                continue  # set up by learn_offline, which has the data
             r.setup(spec, view)
             r.to(self.device)
+        self._offline_only = [r.name for r in self.regularizers if r.needs_dataset and spec.store is None]
+
+    def learn(self, *args: Any, **kwargs: Any) -> TD3:
+        """SB3's ``learn`` (online); refused while a regularizer still needs a dataset."""
+        check(
+            not getattr(self, "_offline_only", []),
+            f"regularizer(s) {self._offline_only} need a dataset, which online learn() does not have",
+            "train with model.learn_offline(dataset, gradient_steps=...) first",
+        )
+        return super().learn(*args, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
         # regularizers hold indexes, thread pools and tensors: rebuilt from their specs on load
-        return [*super()._excluded_save_params(), "regularizers", "_view", "_prepares"]
+        return [*super()._excluded_save_params(), "regularizers", "_view", "_prepares", "_offline_only"]
 
     # ------------------------------------------------------------------ the update
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:

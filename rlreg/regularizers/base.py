@@ -266,6 +266,8 @@ class Regularizer:
     families: ClassVar[frozenset[str]] = frozenset({"actor_critic"})
     Config: ClassVar[type[RegularizerConfig]] = RegularizerConfig
     needs_critic_features: ClassVar[bool] = False
+    needs_dataset: ClassVar[bool] = False
+    """True when ``setup`` needs the training data (``source.store``): offline only (PRDC)."""
     capturable: ClassVar[bool] = False
     """True when every hook is pure device work (no host sync, no Python state changes per call), so
     the update can be captured in a CUDA graph (``train.cuda_graph``)."""

@@ -85,6 +85,7 @@ class PRDC(Regularizer):
 
     name = "prdc"
     families = frozenset({"actor_critic"})
+    needs_dataset = True
     Config = PRDCConfig
     config: PRDCConfig
 

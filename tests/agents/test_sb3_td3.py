@@ -88,3 +88,61 @@ def test_incompatible_regularizers_are_refused(reg):
     with pytest.raises(RlregError, match="do not fit SB3's TD3") as e:
         TD3("MlpPolicy", "Pendulum-v1", regularizers=[reg()], **KW)
     assert "bc" in str(e.value) and "prdc" in str(e.value)
+
+
+# ---------------------------------------------------------------------- offline
+def offline_model(regs, alpha=2.5, **kw):
+    import gymnasium as gym
+
+    args = {**KW, "learning_starts": 0, "batch_size": 64, "buffer_size": 100_000, **kw}
+    return TD3("MlpPolicy", gym.make("Pendulum-v1"), regularizers=regs, alpha=alpha, **args)
+
+
+def test_learn_offline_td3bc_on_a_made_dataset_reports_normalized_scores(pendulum_medium):
+    import gymnasium as gym
+
+    model = offline_model([BC()])
+    out = model.learn_offline(
+        pendulum_medium, gradient_steps=1500, eval_env=gym.make("Pendulum-v1"), eval_freq=750
+    )
+    assert [e["step"] for e in out["evals"]] == [750, 1500] and model._n_updates == 1500
+    assert all(np.isfinite(e["score"]) for e in out["evals"])  # the made dataset has reference scores
+    assert model.obs_normalizer is not None
+    # the buffer holds the normalised states and SB3-scaled actions; predict normalises the same way
+    buf = model.replay_buffer
+    assert (
+        abs(float(buf.observations[: buf.size(), 0].mean())) < 0.05
+        and float(np.abs(buf.actions[: buf.size()]).max()) <= 1
+    )
+    raw = np.zeros((1, 3), np.float32)
+    want = model.policy.predict(model.obs_normalizer(raw), deterministic=True)[0]
+    assert np.array_equal(model.predict(raw, deterministic=True)[0], want)
+
+
+def test_learn_offline_prdc_finds_neighbours_in_the_scaled_data(pendulum_medium):
+    from rlreg.regularizers import PRDC
+
+    model = offline_model([PRDC(candidates=8)])
+    model.learn_offline(pendulum_medium, gradient_steps=200)
+    logged = model.logger.name_to_value
+    assert np.isfinite(logged["train/prdc/dc_loss"]) and logged["train/prdc/nn_distance"] >= 0
+    assert "train/lambda" in logged and logged["train/n_updates"] == 200
+
+
+def test_learn_offline_bad_input(pendulum_medium):
+    with pytest.raises(RlregError, match="buffer_size >= 100000"):
+        offline_model([BC()], buffer_size=1000).learn_offline(pendulum_medium, gradient_steps=10)
+    with pytest.raises(RlregError, match="gradient_steps must be a positive integer"):
+        offline_model([BC()]).learn_offline(pendulum_medium, gradient_steps=0)
+    with pytest.raises(RlregError, match="obs dim"):
+        TD3("MlpPolicy", "MountainCarContinuous-v0", **dict(KW, buffer_size=100_000)).learn_offline(
+            pendulum_medium, gradient_steps=10
+        )
+
+
+def test_prdc_online_is_refused_until_offline_data_is_given():
+    from rlreg.regularizers import PRDC
+
+    model = TD3("MlpPolicy", "Pendulum-v1", regularizers=[PRDC()], **KW)
+    with pytest.raises(RlregError, match="learn_offline"):
+        model.learn(10)

@@ -1,0 +1,128 @@
+"""Offline training for SB3's off-policy algorithms: ``model.learn_offline(dataset, gradient_steps)``.
+
+The dataset (any rlreg dataset form: a made name, ``d4rl:PATH``, ``minari:ID``, or a
+:class:`~rlreg.data.transitions.Transitions`) fills the model's replay buffer, with states
+z-normalised by the dataset's statistics (TD3+BC's ``(s − μ) / (σ + 1e-3)``) and actions scaled to
+SB3's ``[-1, 1]``; ``predict`` applies the same normalisation, so SB3's ``evaluate_policy`` and
+``predict`` see what training saw. Regularizers are set up on the same data (PRDC's index holds the
+scaled actions the actor outputs). Bootstrapping is masked by the dataset's terminals only
+(timeouts never end a bootstrap, as D4RL's ``qlearning_dataset``).
+
+Not yet: offline-to-online (``learn()`` afterwards collects raw observations into the buffer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from rlreg.data.transitions import DatasetInfo, ObsNormalizer, Transitions, TransitionStore
+from rlreg.errors import check
+
+__all__ = ["OfflineMixin"]
+
+
+class OfflineMixin:
+    """``learn_offline`` and a normalising ``predict`` for an SB3 off-policy algorithm subclass."""
+
+    obs_normalizer: ObsNormalizer | None = None
+
+    def predict(self, observation: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.obs_normalizer is not None and isinstance(observation, np.ndarray):
+            flat = observation.reshape(-1, self.obs_normalizer.mean.shape[0])
+            observation = self.obs_normalizer(flat).reshape(observation.shape)
+        return super().predict(observation, *args, **kwargs)  # type: ignore[misc]
+
+    def learn_offline(
+        self,
+        dataset: str | Transitions,
+        gradient_steps: int,
+        eval_env: Any = None,
+        eval_freq: int = 0,
+        n_eval_episodes: int = 10,
+        normalize_obs: bool = True,
+    ) -> dict[str, Any]:
+        """Train ``gradient_steps`` updates on ``dataset``; evaluate every ``eval_freq`` updates (and at
+        the end) when ``eval_env`` is given. Returns the evaluations (step, return mean/std, normalized
+        score where the dataset has reference scores)."""
+        check(
+            isinstance(gradient_steps, int) and gradient_steps > 0,
+            f"gradient_steps must be a positive integer, got {gradient_steps!r}",
+            "pass e.g. gradient_steps=10000",
+        )
+        data = self._load_offline(dataset)
+        prepared = self._fill_buffer(data, normalize_obs)
+        store = TransitionStore.from_transitions(prepared, self.device)
+        self.setup_regularizers(store=store, transitions=prepared, obs_normalizer=self.obs_normalizer)
+        if getattr(self, "_logger", None) is None:  # learn() sets it; offline training may come first
+            from stable_baselines3.common.utils import configure_logger
+
+            self.set_logger(configure_logger(self.verbose, self.tensorboard_log, "offline"))
+        evals: list[dict[str, float]] = []
+        chunk = eval_freq if eval_freq and eval_env is not None else gradient_steps
+        done = 0
+        while done < gradient_steps:
+            n = min(chunk, gradient_steps - done)
+            self.train(n, self.batch_size)
+            done += n
+            if eval_env is not None:
+                evals.append(self._evaluate(eval_env, n_eval_episodes, done, data.info))
+        return {"dataset": data.info.name, "gradient_steps": done, "evals": evals}
+
+    def _load_offline(self, dataset: str | Transitions) -> Transitions:
+        if isinstance(dataset, Transitions):
+            data = dataset
+        else:
+            from rlreg.envs.datasets import load_dataset
+
+            data = load_dataset(dataset)
+        data = data.validate(where=f"dataset {data.info.name}")
+        space = self.action_space
+        check(
+            data.obs_dim == int(np.prod(self.observation_space.shape)) and data.act_dim == space.shape[0],
+            f"dataset {data.info.name} has obs dim {data.obs_dim} / action dim {data.act_dim}; the model's "
+            f"spaces are {self.observation_space.shape} / {space.shape}",
+            "build the model on the environment the data was collected in",
+        )
+        data.check_action_bounds(space.low, space.high, where=f"dataset {data.info.name}")
+        return data
+
+    def _fill_buffer(self, data: Transitions, normalize_obs: bool) -> Transitions:
+        """Write the (normalised, scaled) dataset into the replay buffer; returns it as rlreg data."""
+        n, buf = len(data), self.replay_buffer
+        check(
+            n <= buf.buffer_size and buf.n_envs == 1,
+            f"dataset {data.info.name} has {n} transitions; the replay buffer holds {buf.buffer_size} "
+            f"(n_envs={buf.n_envs})",
+            f"build the model with buffer_size >= {n} and one environment",
+        )
+        self.obs_normalizer = ObsNormalizer.from_observations(data.observations) if normalize_obs else None
+        norm = self.obs_normalizer or ObsNormalizer.identity(data.obs_dim)
+        obs = norm(data.observations.reshape(n, -1))
+        next_obs = norm(data.next_observations.reshape(n, -1))
+        actions = self.policy.scale_action(data.actions).astype(np.float32)
+        shape = (n, 1, *self.observation_space.shape)
+        buf.observations[:n] = obs.reshape(shape)
+        buf.next_observations[:n] = next_obs.reshape(shape)
+        buf.actions[:n] = actions.reshape(n, 1, -1)
+        buf.rewards[:n, 0] = data.rewards
+        buf.dones[:n, 0] = data.terminals
+        buf.timeouts[:n, 0] = 0.0  # bootstrapping masked by terminals only
+        buf.full = n == buf.buffer_size
+        buf.pos = 0 if buf.full else n
+        return dataclasses.replace(data, observations=obs, next_observations=next_obs, actions=actions)
+
+    def _evaluate(self, env: Any, episodes: int, step: int, info: DatasetInfo) -> dict[str, float]:
+        from stable_baselines3.common.evaluation import evaluate_policy
+
+        mean, std = evaluate_policy(self, env, n_eval_episodes=episodes, deterministic=True)
+        score = info.normalized_score(float(mean))
+        row = {"step": step, "return_mean": float(mean), "return_std": float(std)}
+        row["score"] = float("nan") if score is None else score
+        self.logger.record("eval/return_mean", row["return_mean"])
+        if score is not None:
+            self.logger.record("eval/normalized_score", score)
+        self.logger.dump(step)
+        return row
