@@ -194,9 +194,19 @@ def make_plain(data: dict[str, np.ndarray], device: str):
     return run
 
 
-def make_sb3(data: dict[str, np.ndarray], device: str):
+def make_sb3(data: dict[str, np.ndarray], device: str, bc: bool = False):
+    """SB3's TD3 on the data; ``bc``: rlreg's SB3 subclass with TD3+BC (``regularizers=[BC()]``,
+    ``alpha=2.5``), the cost of a regularizer inside SB3."""
     import gymnasium as gym
     from stable_baselines3 import TD3
+
+    extra: dict = {}
+    if bc:
+        from rlreg.agents.sb3 import TD3  # noqa: F811 (the subclass, same constructor)
+
+        from rlreg.regularizers import BC
+
+        extra = {"regularizers": [BC()], "alpha": 2.5}
 
     obs_dim, act_dim = data["obs"].shape[1], data["act"].shape[1]
 
@@ -221,6 +231,7 @@ def make_sb3(data: dict[str, np.ndarray], device: str):
         device=device,
         seed=0,
         verbose=0,
+        **extra,
     )
     rb = model.replay_buffer
     rb.observations[:, 0] = data["obs"]
@@ -272,6 +283,7 @@ def main() -> None:
         "rlreg TD3+BC": make_rlreg(data, args.device),
         "plain PyTorch TD3+BC": make_plain(data, args.device),
         "SB3 TD3.train()": make_sb3(data, args.device),
+        "SB3 TD3+BC (rlreg.agents.sb3)": make_sb3(data, args.device, bc=True),
     }
     if args.cuda_graph:
         runners["rlreg TD3+BC, CUDA graph"] = make_rlreg(data, args.device, cuda_graph=True)
@@ -299,7 +311,7 @@ def main() -> None:
     )
     med = {k: statistics.median(v) for k, v in results.items()}
     for name, values in results.items():
-        print(f"{name:28s} {med[name]:9.1f} updates/s   (runs: {', '.join(f'{v:.0f}' for v in values)})")
+        print(f"{name:30s} {med[name]:9.1f} updates/s   (runs: {', '.join(f'{v:.0f}' for v in values)})")
     ours, sb3 = med["rlreg TD3+BC"], med["SB3 TD3.train()"]
     paired = statistics.median(a / b for a, b in zip(results["rlreg TD3+BC"], results["SB3 TD3.train()"]))
     print(f"ratio rlreg / SB3: {ours / sb3:.2f}x (ratio of medians); {paired:.2f}x (median of paired runs)")
@@ -307,6 +319,13 @@ def main() -> None:
     paired_p = statistics.median(a / b for a, b in zip(results["rlreg TD3+BC"], plain))
     print(f"ratio rlreg / plain PyTorch: {ours / med['plain PyTorch TD3+BC']:.2f}x; {paired_p:.2f}x (paired)")
     print(f"ratio plain PyTorch / SB3: {med['plain PyTorch TD3+BC'] / sb3:.2f}x (ratio of medians)")
+    sb3_bc = "SB3 TD3+BC (rlreg.agents.sb3)"
+    paired_b = statistics.median(a / b for a, b in zip(results["SB3 TD3.train()"], results[sb3_bc]))
+    cost = sb3 / med[sb3_bc]
+    print(
+        f"ratio SB3 TD3 / SB3 TD3+BC (a regularizer's cost inside SB3): {cost:.2f}x; {paired_b:.2f}x (paired)"
+    )
+    print(f"ratio rlreg / SB3 TD3+BC (the same objective): {ours / med[sb3_bc]:.2f}x")
     if args.engine_ref:
         paired_r = statistics.median(a / b for a, b in zip(results["rlreg TD3+BC"], results[ref_name]))
         print(f"ratio rlreg / {ref_name}: {ours / med[ref_name]:.2f}x; {paired_r:.2f}x (paired)")
