@@ -21,8 +21,9 @@ view's action box is ``[-1, 1]``; regularizers see observations as SB3's policy 
 
 Offline: ``model.learn_offline(dataset, gradient_steps, eval_env=...)``
 (:mod:`rlreg.agents.sb3.offline`). Not yet here (issue 15, next sessions): SAC, DQN and PPO
-subclasses, offline-to-online, saving regularizer state with ``save()``/``load()`` (regularizers are rebuilt
-from their configs on load, their learned state is not kept yet).
+subclasses, offline-to-online. ``save()``/``load()`` rebuild the regularizers from their configs
+and restore their state (networks, optimizers, generators); kNN indexes are rebuilt by
+``learn_offline``.
 """
 
 from __future__ import annotations
@@ -104,6 +105,29 @@ class _View:
         self.sink[f"train/{reg.name}/{key}"].append(value.detach())
 
 
+class _RegularizerState:
+    """The regularizers' state as one SB3 "state dict" entry, so ``save()``/``load()`` and
+    ``get_parameters``/``set_parameters`` carry it (networks, optimizers, generators, learned scalars;
+    indexes are rebuilt by ``setup``, not saved)."""
+
+    def __init__(self, model: TD3) -> None:
+        self.model = model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"regularizers": [r.state_dict() for r in self.model.regularizers]}
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        regs, saved = self.model.regularizers, state.get("regularizers", [])
+        check(
+            [r.name for r in regs] == [s.get("name") for s in saved],
+            f"the saved regularizers {[s.get('name') for s in saved]} differ from this model's "
+            f"{[r.name for r in regs]}",
+            "load a model saved with the same regularizers",
+        )
+        for r, s in zip(regs, saved):
+            r.load_state_dict(s)
+
+
 class TD3(OfflineMixin, sb3.TD3):
     """SB3's TD3 with ``regularizers`` (rlreg objects, in order) and TD3+BC's ``alpha``."""
 
@@ -129,6 +153,7 @@ class TD3(OfflineMixin, sb3.TD3):
             self.regularizers = [REGISTRY[s["name"]](**s["config"]) for s in self.regularizer_specs]
         self._check_regularizers()
         self._view = _View(self)
+        self.regularizer_state = _RegularizerState(self)
         self._prepares = any(
             type(r).prepare_actor is not Regularizer.prepare_actor for r in self.regularizers
         )
@@ -168,7 +193,12 @@ class TD3(OfflineMixin, sb3.TD3):
 
     def _excluded_save_params(self) -> list[str]:
         # regularizers hold indexes, thread pools and tensors: rebuilt from their specs on load
-        return [*super()._excluded_save_params(), "regularizers", "_view", "_prepares", "_offline_only"]
+        names = ["regularizers", "_view", "_prepares", "_offline_only", "regularizer_state"]
+        return [*super()._excluded_save_params(), *names]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, tensors = super()._get_torch_save_params()
+        return [*state_dicts, "regularizer_state"], tensors
 
     # ------------------------------------------------------------------ the update
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:

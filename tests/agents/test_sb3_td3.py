@@ -146,3 +146,22 @@ def test_prdc_online_is_refused_until_offline_data_is_given():
     model = TD3("MlpPolicy", "Pendulum-v1", regularizers=[PRDC()], **KW)
     with pytest.raises(RlregError, match="learn_offline"):
         model.learn(10)
+
+
+def test_save_load_restores_regularizer_state(pendulum_medium, tmp_path):
+    """A2PR's V-net, VAE, their optimizers and its generator come back with the model."""
+    from rlreg.regularizers import A2PR
+
+    model = offline_model([A2PR(value_hidden=(16,), vae_hidden=(16,))])
+    model.learn_offline(pendulum_medium, gradient_steps=60)
+    model.save(tmp_path / "a2pr.zip")
+    loaded = TD3.load(tmp_path / "a2pr.zip", device="cpu")
+    a, b = model.regularizers[0].state_dict(), loaded.regularizers[0].state_dict()
+    for name, module in a["modules"].items():
+        for k, v in module.items():
+            assert torch.equal(v, b["modules"][name][k]), (name, k)
+    assert torch.equal(a["extra"]["gen"], b["extra"]["gen"])
+    assert b["optimizers"]["value"]["state"]  # Adam moments restored, not fresh
+    fresh = TD3("MlpPolicy", "Pendulum-v1", regularizers=[BC()], **KW)
+    with pytest.raises(RlregError, match="saved regularizers"):
+        fresh.set_parameters(str(tmp_path / "a2pr.zip"))
