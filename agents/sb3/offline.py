@@ -8,7 +8,9 @@ SB3's ``[-1, 1]``; ``predict`` applies the same normalisation, so SB3's ``evalua
 scaled actions the actor outputs). Bootstrapping is masked by the dataset's terminals only
 (timeouts never end a bootstrap, as D4RL's ``qlearning_dataset``).
 
-Not yet: offline-to-online (``learn()`` afterwards collects raw observations into the buffer).
+**Offline-to-online**: ``learn()`` after ``learn_offline`` keeps the dataset in the buffer and
+stores the transitions it collects normalised the same way (``_store_transition``); acting
+normalises too (``predict``). Not yet: annealing the regularizers' weights online.
 """
 
 from __future__ import annotations
@@ -31,9 +33,28 @@ class OfflineMixin:
 
     def predict(self, observation: Any, *args: Any, **kwargs: Any) -> Any:
         if self.obs_normalizer is not None and isinstance(observation, np.ndarray):
-            flat = observation.reshape(-1, self.obs_normalizer.mean.shape[0])
-            observation = self.obs_normalizer(flat).reshape(observation.shape)
+            observation = self._normalize(observation)
         return super().predict(observation, *args, **kwargs)  # type: ignore[misc]
+
+    def _store_transition(self, replay_buffer: Any, *args: Any, **kwargs: Any) -> None:
+        """Offline-to-online: after ``learn_offline`` the transitions ``learn()`` collects enter the
+        buffer normalised like the dataset (the offline data stays in the buffer)."""
+        if self.obs_normalizer is None:
+            return super()._store_transition(replay_buffer, *args, **kwargs)  # type: ignore[misc]
+        add = replay_buffer.add
+
+        def normalized_add(obs: np.ndarray, next_obs: np.ndarray, *rest: Any, **kw: Any) -> None:
+            add(self._normalize(obs), self._normalize(next_obs), *rest, **kw)
+
+        replay_buffer.add = normalized_add
+        try:
+            super()._store_transition(replay_buffer, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            del replay_buffer.add  # the class's method again (the buffer stays picklable)
+
+    def _normalize(self, obs: np.ndarray) -> np.ndarray:
+        norm = self.obs_normalizer
+        return norm(np.asarray(obs).reshape(-1, norm.mean.shape[0])).reshape(np.shape(obs))
 
     def learn_offline(
         self,

@@ -165,3 +165,16 @@ def test_save_load_restores_regularizer_state(pendulum_medium, tmp_path):
     fresh = TD3("MlpPolicy", "Pendulum-v1", regularizers=[BC()], **KW)
     with pytest.raises(RlregError, match="saved regularizers"):
         fresh.set_parameters(str(tmp_path / "a2pr.zip"))
+
+
+def test_offline_to_online_keeps_the_data_and_normalises_what_it_collects(pendulum_medium):
+    model = offline_model([BC()], buffer_size=100_300)
+    model.learn_offline(pendulum_medium, gradient_steps=50)
+    offline_rows = model.replay_buffer.observations[:100].copy()
+    model.learn(300)  # online, on Pendulum-v1
+    buf, norm = model.replay_buffer, model.obs_normalizer
+    assert buf.pos == 100_300 % buf.buffer_size and np.array_equal(buf.observations[:100], offline_rows)
+    for rows in (buf.observations[100_000:100_300, 0], buf.next_observations[100_000:100_300, 0]):
+        raw = rows * norm.std + norm.mean  # stored normalised: undo it
+        np.testing.assert_allclose(raw[:, 0] ** 2 + raw[:, 1] ** 2, 1.0, atol=1e-4)  # (cos θ, sin θ)
+        assert abs(float(rows[:, 2].std() - raw[:, 2].std())) > 0  # not the raw values
