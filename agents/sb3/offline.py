@@ -40,7 +40,9 @@ class OfflineMixin:
         """Offline-to-online: after ``learn_offline`` the transitions ``learn()`` collects enter the
         buffer normalised like the dataset (the offline data stays in the buffer)."""
         if self.obs_normalizer is None:
-            return super()._store_transition(replay_buffer, *args, **kwargs)  # type: ignore[misc]
+            super()._store_transition(replay_buffer, *args, **kwargs)  # type: ignore[misc]
+            self._forget_dataset_rows(replay_buffer)
+            return
         add = replay_buffer.add
 
         def normalized_add(obs: np.ndarray, next_obs: np.ndarray, *rest: Any, **kw: Any) -> None:
@@ -51,6 +53,14 @@ class OfflineMixin:
             super()._store_transition(replay_buffer, *args, **kwargs)  # type: ignore[misc]
         finally:
             del replay_buffer.add  # the class's method again (the buffer stays picklable)
+        self._forget_dataset_rows(replay_buffer)
+
+    def _forget_dataset_rows(self, replay_buffer: Any) -> None:
+        """Once collected data overwrites a row of the dataset, buffer rows are no longer dataset
+        rows: batches stop carrying them as ``indices`` (PRDC then searches without them)."""
+        last = (replay_buffer.pos - 1) % replay_buffer.buffer_size
+        if last < getattr(self, "_dataset_rows", 0):
+            self._dataset_rows = 0
 
     def _normalize(self, obs: np.ndarray) -> np.ndarray:
         norm = self.obs_normalizer
@@ -133,6 +143,7 @@ class OfflineMixin:
         buf.timeouts[:n, 0] = 0.0  # bootstrapping masked by terminals only
         buf.full = n == buf.buffer_size
         buf.pos = 0 if buf.full else n
+        self._dataset_rows = n
         return dataclasses.replace(data, observations=obs, next_observations=next_obs, actions=actions)
 
     def _evaluate(self, env: Any, episodes: int, step: int, info: DatasetInfo) -> dict[str, float]:

@@ -145,6 +145,7 @@ class TD3(OfflineMixin, sb3.TD3):
         )
         self.alpha = alpha
         self._policy_version = 0
+        self._dataset_rows = 0  # learn_offline's dataset fills the buffer's first rows
         super().__init__(*args, **kwargs)
 
     def _setup_model(self) -> None:
@@ -209,10 +210,15 @@ class TD3(OfflineMixin, sb3.TD3):
         self._view.sink.clear()
         for _ in range(gradient_steps):
             self._n_updates += 1
-            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            data, rows = self._sample(batch_size)
             discounts = data.discounts if data.discounts is not None else self.gamma
             batch = TensorBatch(
-                data.observations, data.actions, data.rewards[:, 0], data.next_observations, data.dones[:, 0]
+                data.observations,
+                data.actions,
+                data.rewards[:, 0],
+                data.next_observations,
+                data.dones[:, 0],
+                rows,
             )
             actor_due = self._n_updates % self.policy_delay == 0
             if actor_due and self._prepares:  # π(s) early only for regularizers that start work on it
@@ -228,6 +234,22 @@ class TD3(OfflineMixin, sb3.TD3):
             if actor_due:
                 actor_losses.append(self._actor_step(batch))
         self._record(actor_losses, critic_losses)
+
+    def _sample(self, batch_size: int) -> tuple[Any, torch.Tensor | None]:
+        """SB3's sample, drawn the way ``ReplayBuffer.sample`` draws it (same generator calls), with
+        the sampled rows: where every row is a row of the dataset ``learn_offline`` wrote (the
+        buffer's first ``n`` rows), they are the batch's ``indices``, which dataset-aware
+        regularizers use (PRDC's certified search, its overlap recognising the batch)."""
+        from stable_baselines3.common.buffers import ReplayBuffer
+
+        buf, env = self.replay_buffer, self._vec_normalize_env
+        if type(buf) is not ReplayBuffer or buf.optimize_memory_usage or not self._dataset_rows:
+            return buf.sample(batch_size, env=env), None  # type: ignore[union-attr]
+        upper = buf.buffer_size if buf.full else buf.pos
+        inds = np.random.randint(0, upper, size=batch_size)
+        data = buf._get_samples(inds, env=env)
+        rows = torch.as_tensor(inds, device=self.device) if int(inds.max()) < self._dataset_rows else None
+        return data, rows
 
     def _target(self, data: Any, batch: TensorBatch, discounts: Any) -> tuple[torch.Tensor, Any]:
         """SB3's clipped double-Q target, then the ``critic_target`` and ``td_weights`` hooks."""

@@ -178,3 +178,23 @@ def test_offline_to_online_keeps_the_data_and_normalises_what_it_collects(pendul
         raw = rows * norm.std + norm.mean  # stored normalised: undo it
         np.testing.assert_allclose(raw[:, 0] ** 2 + raw[:, 1] ** 2, 1.0, atol=1e-4)  # (cos θ, sin θ)
         assert abs(float(rows[:, 2].std() - raw[:, 2].std())) > 0  # not the raw values
+
+
+def test_offline_batches_carry_dataset_rows_until_online_data_overwrites_them(pendulum_medium):
+    """SB3 batches drawn as ReplayBuffer.sample draws them, with their rows as indices while the
+    buffer holds the dataset: PRDC's certified search and overlap work inside SB3 too."""
+    from rlreg.regularizers import PRDC
+
+    model = offline_model([PRDC(candidates=8)])
+    model.learn_offline(pendulum_medium, gradient_steps=100)
+    assert model._dataset_rows == 100_000 and np.isfinite(model.logger.name_to_value["train/prdc/certified"])
+    np.random.seed(3)
+    data, rows = model._sample(16)
+    np.random.seed(3)
+    want = model.replay_buffer.sample(16)
+    assert torch.equal(data.observations, want.observations) and rows is not None
+    assert torch.equal(
+        data.observations, model.replay_buffer.to_torch(model.replay_buffer.observations[rows.numpy(), 0])
+    )
+    model.learn(5)  # online: the buffer was full, so collected rows overwrite dataset rows
+    assert model._dataset_rows == 0 and model._sample(16)[1] is None
