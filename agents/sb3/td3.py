@@ -28,8 +28,6 @@ and restore their state (networks, optimizers, generators); kNN indexes are rebu
 
 from __future__ import annotations
 
-import dataclasses
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,40 +35,25 @@ import numpy as np
 import stable_baselines3 as sb3
 import torch
 import torch.nn.functional as F
+from rlreg.agents.sb3.common import (
+    ActorCriticViewBase,
+    RegularizedMixin,
+    Scale,
+    actor_critic_source,
+    critic_targets,
+)
 from rlreg.agents.sb3.offline import OfflineMixin
 from stable_baselines3.common.utils import polyak_update
 
 from rlreg.data.transitions import TensorBatch
 from rlreg.errors import check
-from rlreg.regularizers.base import REGISTRY, CriticContext, Regularizer, SetupSource, Terms
+from rlreg.regularizers.base import CriticContext, Regularizer, SetupSource
 
 __all__ = ["TD3"]
 
 
-class _View:
+class _View(ActorCriticViewBase):
     """:class:`~rlreg.regularizers.base.ActorCriticView` of an SB3 TD3 model."""
-
-    family = "actor_critic"
-
-    def __init__(self, model: TD3) -> None:
-        self._m = model
-        self.device = model.device
-        self.gamma = float(model.gamma)
-        self.obs_dim = int(np.prod(model.observation_space.shape))
-        self.act_dim = int(model.action_space.shape[0])
-        self.action_low = -torch.ones(self.act_dim, device=self.device)  # SB3's scaled action box
-        self.action_high = torch.ones(self.act_dim, device=self.device)
-        self.next_action: torch.Tensor | None = None
-        self.td_target: torch.Tensor | None = None
-        self.sink: dict[str, list[torch.Tensor]] = defaultdict(list)
-
-    @property
-    def step(self) -> int:
-        return self._m._n_updates
-
-    @property
-    def policy_version(self) -> int:
-        return self._m._policy_version
 
     def actor_due(self, update: int) -> bool:
         return update % self._m.policy_delay == 0
@@ -82,62 +65,22 @@ class _View:
         with torch.no_grad():
             return self._m.actor_target(obs)
 
-    def q_values(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
-        if target:
-            with torch.no_grad():
-                return torch.cat(self._m.critic_target(obs, act), dim=1).T
-        return torch.cat(self._m.critic(obs, act), dim=1).T
 
-    def q1(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
-        if target:
-            with torch.no_grad():
-                return self._m.critic_target.q1_forward(obs, act)[:, 0]
-        return self._m.critic.q1_forward(obs, act)[:, 0]
-
-    def features(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
-        """``(E, B, H)``: each Q network's input to its last layer."""
-        critic = self._m.critic_target if target else self._m.critic
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not target):
-            x = torch.cat([critic.extract_features(obs, critic.features_extractor), act], dim=1)
-            return torch.stack([q[:-1](x) for q in critic.q_networks])
-
-    def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None:
-        self.sink[f"train/{reg.name}/{key}"].append(value.detach())
-
-
-class _RegularizerState:
-    """The regularizers' state as one SB3 "state dict" entry, so ``save()``/``load()`` and
-    ``get_parameters``/``set_parameters`` carry it (networks, optimizers, generators, learned scalars;
-    indexes are rebuilt by ``setup``, not saved)."""
-
-    def __init__(self, model: TD3) -> None:
-        self.model = model
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"regularizers": [r.state_dict() for r in self.model.regularizers]}
-
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        regs, saved = self.model.regularizers, state.get("regularizers", [])
-        check(
-            [r.name for r in regs] == [s.get("name") for s in saved],
-            f"the saved regularizers {[s.get('name') for s in saved]} differ from this model's "
-            f"{[r.name for r in regs]}",
-            "load a model saved with the same regularizers",
-        )
-        for r, s in zip(regs, saved):
-            r.load_state_dict(s)
-
-
-class TD3(OfflineMixin, sb3.TD3):
+class TD3(RegularizedMixin, OfflineMixin, sb3.TD3):
     """SB3's TD3 with ``regularizers`` (rlreg objects, in order) and TD3+BC's ``alpha``."""
 
+    family = "actor_critic"
+    algo = "TD3"
+
     def __init__(
-        self, *args: Any, regularizers: Sequence[Regularizer] = (), alpha: float | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        regularizers: Sequence[Regularizer] = (),
+        alpha: float | None = None,
+        regularizer_scale: Scale = 1.0,
+        **kwargs: Any,
     ) -> None:
-        self.regularizers = list(regularizers)
-        self.regularizer_specs = [
-            {"name": r.name, "config": dataclasses.asdict(r.config)} for r in self.regularizers
-        ]
+        self._init_regularizers(regularizers, regularizer_scale)
         check(
             alpha is None or alpha > 0,
             f"alpha must be > 0 or None, got {alpha}",
@@ -150,56 +93,19 @@ class TD3(OfflineMixin, sb3.TD3):
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        if not getattr(self, "regularizers", None) and getattr(self, "regularizer_specs", None):
-            self.regularizers = [REGISTRY[s["name"]](**s["config"]) for s in self.regularizer_specs]
-        self._check_regularizers()
-        self._view = _View(self)
-        self.regularizer_state = _RegularizerState(self)
+        self._setup_regularized()
         self._prepares = any(
             type(r).prepare_actor is not Regularizer.prepare_actor for r in self.regularizers
         )
-        self.setup_regularizers()
 
-    def _check_regularizers(self) -> None:
-        names = [r.name for r in self.regularizers]
-        check(len(set(names)) == len(names), f"regularizers {names} list one twice", "list each once")
-        bad = [r.name for r in self.regularizers if "actor_critic" not in r.families]
-        fits = sorted(n for n, c in REGISTRY.items() if "actor_critic" in c.families)
-        check(
-            not bad,
-            f"regularizer(s) {bad} do not fit SB3's TD3 (an actor-critic algorithm)",
-            f"use one of: {', '.join(fits)}",
-        )
+    def _make_view(self) -> _View:
+        return _View(self)
 
-    def setup_regularizers(self, **source: Any) -> None:
-        """Run every regularizer's ``setup`` with the spaces and ``source`` fields (e.g. ``store=``,
-        a dataset :class:`~rlreg.data.transitions.TransitionStore` for PRDC)."""
-        view = self._view
-        spec = SetupSource(view.obs_dim, view.act_dim, view.action_low, view.action_high, **source)
-        for r in self.regularizers:
-            if r.needs_dataset and spec.store is None:
-                continue  # set up by learn_offline, which has the data
-            r.setup(spec, view)
-            r.to(self.device)
-        self._offline_only = [r.name for r in self.regularizers if r.needs_dataset and spec.store is None]
-
-    def learn(self, *args: Any, **kwargs: Any) -> TD3:
-        """SB3's ``learn`` (online); refused while a regularizer still needs a dataset."""
-        check(
-            not getattr(self, "_offline_only", []),
-            f"regularizer(s) {self._offline_only} need a dataset, which online learn() does not have",
-            "train with model.learn_offline(dataset, gradient_steps=...) first",
-        )
-        return super().learn(*args, **kwargs)
+    def _setup_source(self, **source: Any) -> SetupSource:
+        return actor_critic_source(self._view, **source)
 
     def _excluded_save_params(self) -> list[str]:
-        # regularizers hold indexes, thread pools and tensors: rebuilt from their specs on load
-        names = ["regularizers", "_view", "_prepares", "_offline_only", "regularizer_state"]
-        return [*super()._excluded_save_params(), *names]
-
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts, tensors = super()._get_torch_save_params()
-        return [*state_dicts, "regularizer_state"], tensors
+        return [*super()._excluded_save_params(), "_prepares"]
 
     # ------------------------------------------------------------------ the update
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
@@ -207,7 +113,7 @@ class TD3(OfflineMixin, sb3.TD3):
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
         actor_losses, critic_losses = [], []
-        self._view.sink.clear()
+        self._sink.clear()
         for _ in range(gradient_steps):
             self._n_updates += 1
             data, rows = self._sample(batch_size)
@@ -228,9 +134,7 @@ class TD3(OfflineMixin, sb3.TD3):
                     r.prepare_actor(batch, pi, self._view)
             target, weights = self._target(data, batch, discounts)
             critic_losses.append(self._critic_step(batch, target, weights))
-            for r in self.regularizers:
-                for k, v in r.update_extras(batch, self._view).items():
-                    self._view.sink[f"train/{r.name}/{k}"].append(v.detach())
+            self._extras(batch)
             if actor_due:
                 actor_losses.append(self._actor_step(batch))
         self._record(actor_losses, critic_losses)
@@ -262,15 +166,8 @@ class TD3(OfflineMixin, sb3.TD3):
             target = data.rewards + (1 - data.dones) * discounts * next_q
             if not self.regularizers:
                 return target, None
-            y = target[:, 0]
-            for r in self.regularizers:
-                y = r.critic_target(batch, y, self._view)
-            self._view.next_action, self._view.td_target = next_actions, y
-            weights = None
-            for r in self.regularizers:
-                w = r.td_weights(batch, self._view)
-                if w is not None:
-                    weights = w if weights is None else weights * w
+            self._view.next_action = next_actions
+            y, weights = critic_targets(self, batch, target[:, 0])
             return y[:, None], weights
 
     def _critic_step(self, batch: TensorBatch, target: torch.Tensor, weights: Any) -> float:
@@ -295,7 +192,7 @@ class TD3(OfflineMixin, sb3.TD3):
         lam = 1.0 if self.alpha is None else self.alpha / q.abs().mean().detach()
         loss = -lam * q.mean()
         if self.alpha is not None:
-            self._view.sink["train/lambda"].append(torch.as_tensor(lam).detach())
+            self._sink["train/lambda"].append(torch.as_tensor(lam).detach())
         for r in self.regularizers:
             loss = loss + self._terms(r, r.actor_terms(batch, pi, self._view))
         self.actor.optimizer.zero_grad()
@@ -308,20 +205,9 @@ class TD3(OfflineMixin, sb3.TD3):
         polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
         return float(loss.item())
 
-    def _terms(self, reg: Regularizer, terms: Terms) -> torch.Tensor | float:
-        """Σ of a hook's losses; every term logged as ``train/<reg>/<term>``."""
-        total: torch.Tensor | float = 0.0
-        for k, v in terms.losses.items():
-            self._view.sink[f"train/{reg.name}/{k}"].append(v.detach())
-            total = total + v
-        for k, v in terms.stats.items():
-            self._view.sink[f"train/{reg.name}/{k}"].append(v.detach())
-        return total
-
     def _record(self, actor_losses: list[float], critic_losses: list[float]) -> None:
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if actor_losses:
             self.logger.record("train/actor_loss", np.mean(actor_losses))
         self.logger.record("train/critic_loss", np.mean(critic_losses))
-        for key, values in self._view.sink.items():  # one host read per train() call
-            self.logger.record(key, float(torch.stack([v.float() for v in values]).mean()))
+        self._record_terms()

@@ -113,7 +113,7 @@ class SB3Host:
         self.rng = torch.get_rng_state()
         torch.set_rng_state(outer)
         out = {}
-        for k, values in m._view.sink.items():
+        for k, values in m._sink.items():
             reg = k.split("/")[1] if k.count("/") == 2 else None
             out[f"reg/{reg}/{k.split('/')[2]}" if reg else k] = torch.stack(
                 [v.float() for v in values]

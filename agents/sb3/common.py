@@ -1,0 +1,243 @@
+"""What every rlreg SB3 subclass shares: the regularizer list, its checks, its saved state, the
+scaling schedule, term logging as ``train/<reg>/<term>``, and the actor-critic view of TD3 and SAC.
+
+An SB3 subclass mixes :class:`RegularizedMixin` in before the SB3 class, sets ``family`` (the
+regularizer family it hosts) and ``_make_view`` / ``_setup_source``, and calls
+``self._init_regularizers(...)`` before ``super().__init__`` and ``self._setup_regularized()`` at
+the end of ``_setup_model`` (sb3-contrib's override list: ``_setup_model``, ``train``,
+``_excluded_save_params``, ``_get_torch_save_params``).
+
+``regularizer_scale`` multiplies every *loss* term of ``critic_terms``, ``actor_terms`` and
+``entropy_terms`` (not the targets or weights the other hooks return): a float, or a function of
+SB3's progress remaining (1 → 0 over a ``learn()`` call, as SB3's learning-rate schedules), e.g.
+``lambda p: p`` to anneal the regularizers away while fine-tuning online. Terms are logged
+unscaled; the scale as ``train/regularizer_scale`` where it is not 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlreg.errors import check
+from rlreg.regularizers.base import REGISTRY, Regularizer, SetupSource, Terms
+
+__all__ = [
+    "RegularizedMixin",
+    "RegularizerState",
+    "ActorCriticViewBase",
+    "Scale",
+    "actor_critic_source",
+    "critic_targets",
+]
+
+Scale = float | Callable[[float], float]
+
+
+class RegularizerState:
+    """The regularizers' state as one SB3 "state dict" entry, so ``save()``/``load()`` and
+    ``get_parameters``/``set_parameters`` carry it (networks, optimizers, generators, learned scalars;
+    indexes are rebuilt by ``setup``, not saved)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"regularizers": [r.state_dict() for r in self.model.regularizers]}
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        regs, saved = self.model.regularizers, state.get("regularizers", [])
+        check(
+            [r.name for r in regs] == [s.get("name") for s in saved],
+            f"the saved regularizers {[s.get('name') for s in saved]} differ from this model's "
+            f"{[r.name for r in regs]}",
+            "load a model saved with the same regularizers",
+        )
+        for r, s in zip(regs, saved):
+            r.load_state_dict(s)
+
+
+class RegularizedMixin:
+    """Regularizer plumbing for an SB3 algorithm subclass (see the module docstring)."""
+
+    family: str = "actor_critic"
+    algo: str = "SB3 algorithm"
+    regularizers: list[Regularizer]
+    _view: Any
+
+    def _init_regularizers(self, regularizers: Sequence[Regularizer], scale: Scale) -> None:
+        self.regularizers = list(regularizers)
+        self.regularizer_specs = [
+            {"name": r.name, "config": dataclasses.asdict(r.config)} for r in self.regularizers
+        ]
+        check(
+            callable(scale) or (isinstance(scale, (int, float)) and scale >= 0),
+            f"regularizer_scale must be a number >= 0 or a function of progress remaining, got {scale!r}",
+            "pass e.g. regularizer_scale=1.0 or regularizer_scale=lambda p: p",
+        )
+        self.regularizer_scale = scale
+
+    def _setup_regularized(self) -> None:
+        """After SB3's ``_setup_model``: rebuild the regularizers on load, check them, set them up."""
+        if not getattr(self, "regularizers", None) and getattr(self, "regularizer_specs", None):
+            self.regularizers = [REGISTRY[s["name"]](**s["config"]) for s in self.regularizer_specs]
+        self._check_regularizers()
+        self._view = self._make_view()
+        self.regularizer_state = RegularizerState(self)
+        self._sink: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self.setup_regularizers()
+
+    def _make_view(self) -> Any:
+        raise NotImplementedError
+
+    def _setup_source(self, **source: Any) -> SetupSource:
+        raise NotImplementedError
+
+    def _check_regularizers(self) -> None:
+        names = [r.name for r in self.regularizers]
+        check(len(set(names)) == len(names), f"regularizers {names} list one twice", "list each once")
+        bad = [r.name for r in self.regularizers if self.family not in r.families]
+        fits = sorted(n for n, c in REGISTRY.items() if self.family in c.families)
+        check(
+            not bad,
+            f"regularizer(s) {bad} do not fit SB3's {self.algo} (a {self.family.replace('_', '-')} "
+            "algorithm)",
+            f"use one of: {', '.join(fits) if fits else '(none yet)'}",
+        )
+
+    def setup_regularizers(self, **source: Any) -> None:
+        """Run every regularizer's ``setup`` with the spaces and ``source`` fields (e.g. ``store=``,
+        a dataset :class:`~rlreg.data.transitions.TransitionStore` for PRDC)."""
+        spec = self._setup_source(**source)
+        for r in self.regularizers:
+            if r.needs_dataset and spec.store is None:
+                continue  # set up by learn_offline, which has the data
+            r.setup(spec, self._view)
+            r.to(self.device)  # type: ignore[attr-defined]
+        self._offline_only = [r.name for r in self.regularizers if r.needs_dataset and spec.store is None]
+
+    def learn(self, *args: Any, **kwargs: Any) -> Any:
+        """SB3's ``learn`` (online); refused while a regularizer still needs a dataset."""
+        check(
+            not getattr(self, "_offline_only", []),
+            f"regularizer(s) {self._offline_only} need a dataset, which online learn() does not have",
+            "train with model.learn_offline(dataset, gradient_steps=...) first",
+        )
+        return super().learn(*args, **kwargs)  # type: ignore[misc]
+
+    def _excluded_save_params(self) -> list[str]:
+        # regularizers hold indexes, thread pools and tensors: rebuilt from their specs on load
+        names = ["regularizers", "_view", "_offline_only", "regularizer_state", "_sink"]
+        return [*super()._excluded_save_params(), *names]  # type: ignore[misc]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, tensors = super()._get_torch_save_params()  # type: ignore[misc]
+        return [*state_dicts, "regularizer_state"], tensors
+
+    # ------------------------------------------------------------------ terms and logging
+    def current_regularizer_scale(self) -> float:
+        """The scale of the loss terms now (``regularizer_scale`` at SB3's progress remaining)."""
+        s = self.regularizer_scale
+        return float(s(self._current_progress_remaining)) if callable(s) else float(s)  # type: ignore[attr-defined]
+
+    def _terms(self, reg: Regularizer, terms: Terms) -> torch.Tensor | float:
+        """Σ of a hook's losses × the current scale; every term logged (unscaled)."""
+        total: torch.Tensor | float = 0.0
+        for k, v in terms.losses.items():
+            self._sink[f"train/{reg.name}/{k}"].append(v.detach())
+            total = total + v
+        for k, v in terms.stats.items():
+            self._sink[f"train/{reg.name}/{k}"].append(v.detach())
+        scale = self.current_regularizer_scale()
+        return total if scale == 1.0 else total * scale
+
+    def _extras(self, batch: Any) -> None:
+        """Every regularizer's ``update_extras`` (its own networks), stats logged."""
+        for r in self.regularizers:
+            for k, v in r.update_extras(batch, self._view).items():
+                self._sink[f"train/{r.name}/{k}"].append(v.detach())
+
+    def _record_terms(self) -> None:
+        """One host read per ``train()`` call: the mean of every term over its gradient steps."""
+        for key, values in self._sink.items():
+            self.logger.record(key, float(torch.stack([v.float() for v in values]).mean()))  # type: ignore[attr-defined]
+        if self.regularizers and self.current_regularizer_scale() != 1.0:
+            self.logger.record("train/regularizer_scale", self.current_regularizer_scale())  # type: ignore[attr-defined]
+
+
+class ActorCriticViewBase:
+    """:class:`~rlreg.regularizers.base.ActorCriticView` of an SB3 model with ``actor``, ``critic``,
+    ``critic_target`` (SB3's ``ContinuousCritic``s). SB3 stores actions scaled to ``[-1, 1]`` and
+    its actors output that range, so the view's action box is ``[-1, 1]``."""
+
+    family = "actor_critic"
+
+    def __init__(self, model: Any) -> None:
+        self._m = model
+        self.device = model.device
+        self.gamma = float(model.gamma)
+        self.obs_dim = int(np.prod(model.observation_space.shape))
+        self.act_dim = int(model.action_space.shape[0])
+        self.action_low = -torch.ones(self.act_dim, device=self.device)
+        self.action_high = torch.ones(self.act_dim, device=self.device)
+        self.next_action: torch.Tensor | None = None
+        self.td_target: torch.Tensor | None = None
+
+    @property
+    def sink(self) -> dict[str, list[torch.Tensor]]:
+        return self._m._sink
+
+    @property
+    def step(self) -> int:
+        return self._m._n_updates
+
+    @property
+    def policy_version(self) -> int:
+        return self._m._policy_version
+
+    def q_values(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
+        if target:
+            with torch.no_grad():
+                return torch.cat(self._m.critic_target(obs, act), dim=1).T
+        return torch.cat(self._m.critic(obs, act), dim=1).T
+
+    def q1(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
+        if target:
+            with torch.no_grad():
+                return self._m.critic_target.q1_forward(obs, act)[:, 0]
+        return self._m.critic.q1_forward(obs, act)[:, 0]
+
+    def features(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """``(E, B, H)``: each Q network's input to its last layer."""
+        critic = self._m.critic_target if target else self._m.critic
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not target):
+            x = torch.cat([critic.extract_features(obs, critic.features_extractor), act], dim=1)
+            return torch.stack([q[:-1](x) for q in critic.q_networks])
+
+    def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None:
+        self._m._sink[f"train/{reg.name}/{key}"].append(value.detach())
+
+
+def actor_critic_source(view: ActorCriticViewBase, **source: Any) -> SetupSource:
+    """The :class:`SetupSource` of an actor-critic SB3 model: its spaces plus ``source``."""
+    return SetupSource(view.obs_dim, view.act_dim, view.action_low, view.action_high, **source)
+
+
+def critic_targets(model: Any, batch: Any, y: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """Run the ``critic_target`` and ``td_weights`` hooks (no grad) on base target ``y`` ``(B,)``;
+    returns the final target ``(B,)`` and the product of the weights (or None)."""
+    view = model._view
+    for r in model.regularizers:
+        y = r.critic_target(batch, y, view)
+    view.td_target = y
+    weights = None
+    for r in model.regularizers:
+        w = r.td_weights(batch, view)
+        if w is not None:
+            weights = w if weights is None else weights * w
+    return y, weights

@@ -1,0 +1,111 @@
+"""Learning checks of rlreg's Stable-Baselines3 subclasses (issue 15), in seed_table.py's layout.
+
+    python scripts/sb3_table.py td3bc --dataset hopper-medium-replay-v0 --seeds 0 1 2 \\
+        --steps 30000 --out runs/sb3-hmr
+    python scripts/seed_table.py --dataset hopper-medium-replay-v0 --agents td3bc --seeds 0 1 2 \\
+        --steps 30000 --out runs/sb3-hmr          # ours, same folder
+    python scripts/seed_table.py --dataset hopper-medium-replay-v0 --agents td3bc sb3-td3bc \\
+        --seeds 0 1 2 --steps 30000 --out runs/sb3-hmr --report
+
+Each SB3 run writes ``OUT/sb3-<algo>-s<seed>/eval.csv`` (step, return_mean, return_std, score) and
+``metrics.csv`` (updates_per_s), the files ``seed_table.py --report`` reads, so one report puts
+SB3's runs beside ours. A finished run (its last evaluation at ``--steps``) is skipped.
+
+``td3bc``: ``rlreg.agents.sb3.TD3`` with ``regularizers=[BC()]``, ``alpha=2.5`` and the settings of
+our ``td3bc`` recipe (2×256 ReLU nets, lr 3e-4, batch 256, γ 0.99, τ 0.005, policy noise 0.2, clip
+0.5, delay 2; states z-normalised, std + 1e-3), trained by ``learn_offline``; evaluation with SB3's
+``evaluate_policy`` (deterministic, ``--eval-episodes`` episodes) every ``--eval-every`` updates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import torch
+
+
+def _write(path: Path, rows: list[dict[str, float]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)  # never a partial file under the final name
+
+
+def _finished(run: Path, steps: int) -> bool:
+    path = run / "eval.csv"
+    if not path.exists():
+        return False
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return bool(rows) and int(rows[-1]["step"]) >= steps
+
+
+def td3bc(seed: int, args: argparse.Namespace) -> None:
+    import gymnasium as gym
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rlreg.agents.sb3 import TD3
+    from rlreg.envs.datasets import load_dataset
+    from rlreg.regularizers import BC
+
+    run = args.out / f"sb3-td3bc-s{seed}"
+    if _finished(run, args.steps):
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(args.dataset)
+    info = data.info
+    env = gym.make(info.env_id, **info.env_kwargs)
+    model = TD3(
+        "MlpPolicy",
+        env,
+        regularizers=[BC()],
+        alpha=2.5,
+        learning_rate=3e-4,
+        buffer_size=len(data),
+        batch_size=256,
+        gamma=0.99,
+        tau=0.005,
+        policy_delay=2,
+        target_policy_noise=0.2,
+        target_noise_clip=0.5,
+        policy_kwargs={"net_arch": [256, 256]},
+        seed=seed,
+        device="cpu",
+    )
+    eval_env = DummyVecEnv([lambda: Monitor(gym.make(info.env_id, **info.env_kwargs))])
+    eval_env.seed(10_000 + seed)
+    start = time.perf_counter()
+    out = model.learn_offline(
+        data, gradient_steps=args.steps, eval_env=eval_env, eval_freq=args.eval_every,
+        n_eval_episodes=args.eval_episodes,
+    )
+    rate = args.steps / (time.perf_counter() - start)  # evaluation time included, as ours logs
+    _write(run / "metrics.csv", [{"step": args.steps, "updates_per_s": rate}])
+    _write(run / "eval.csv", out["evals"])
+    print(f"sb3-td3bc seed {seed}: final score {out['evals'][-1]['score']:.1f} ({rate:.0f} updates/s)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("algo", choices=["td3bc"])
+    p.add_argument("--dataset", default="hopper-medium-replay-v0")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=30000)
+    p.add_argument("--eval-every", type=int, default=5000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=Path("runs/sb3-table"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    for seed in args.seeds:
+        {"td3bc": td3bc}[args.algo](seed, args)
+
+
+if __name__ == "__main__":
+    main()
