@@ -9,12 +9,24 @@
 
 Each SB3 run writes ``OUT/sb3-<algo>-s<seed>/eval.csv`` (step, return_mean, return_std, score) and
 ``metrics.csv`` (updates_per_s), the files ``seed_table.py --report`` reads, so one report puts
-SB3's runs beside ours. A finished run (its last evaluation at ``--steps``) is skipped.
+SB3's runs beside ours. A finished run (its last evaluation at ``--steps``) is skipped; an
+interrupted one starts again from its beginning.
 
 ``td3bc``: ``rlreg.agents.sb3.TD3`` with ``regularizers=[BC()]``, ``alpha=2.5`` and the settings of
 our ``td3bc`` recipe (2×256 ReLU nets, lr 3e-4, batch 256, γ 0.99, τ 0.005, policy noise 0.2, clip
 0.5, delay 2; states z-normalised, std + 1e-3), trained by ``learn_offline``; evaluation with SB3's
 ``evaluate_policy`` (deterministic, ``--eval-episodes`` episodes) every ``--eval-every`` updates.
+
+``dqn`` / ``mdqn``: ``rlreg.agents.sb3.DQN`` on ``rlreg/MinAtar-<game>-v0`` with our ``dqn`` /
+``mdqn`` recipes' settings where SB3 has them (DVW's MinAtar setup: Adam 2.5e-4, buffer 100k,
+10k warm-up, batch 32, one update per 4 steps, hard target copy every 1000 steps, ε 1 → 0.1 over
+the first 10 % of the steps, no gradient clipping, 10k-step time limit, sticky actions 0.1;
+Munchausen κ 0.027, τ 0.003, l₀ −1) and SB3's own Huber loss and uniform warm-up actions; the
+network is MinAtar's (``MinAtarCNN``). Greedy evaluation on ``--eval-episodes`` episodes every
+``--eval-every`` env steps in a separate env:
+
+    python scripts/sb3_table.py dqn --seeds 0 1 2 --steps 500000 --eval-every 50000 \
+        --eval-episodes 50 --out runs/sb3-asterix          # then mdqn
 """
 
 from __future__ import annotations
@@ -47,11 +59,11 @@ def _finished(run: Path, steps: int) -> bool:
 
 def td3bc(seed: int, args: argparse.Namespace) -> None:
     import gymnasium as gym
+    from rlreg.agents.sb3 import TD3
+    from rlreg.envs.datasets import load_dataset
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from rlreg.agents.sb3 import TD3
-    from rlreg.envs.datasets import load_dataset
     from rlreg.regularizers import BC
 
     run = args.out / f"sb3-td3bc-s{seed}"
@@ -82,7 +94,10 @@ def td3bc(seed: int, args: argparse.Namespace) -> None:
     eval_env.seed(10_000 + seed)
     start = time.perf_counter()
     out = model.learn_offline(
-        data, gradient_steps=args.steps, eval_env=eval_env, eval_freq=args.eval_every,
+        data,
+        gradient_steps=args.steps,
+        eval_env=eval_env,
+        eval_freq=args.eval_every,
         n_eval_episodes=args.eval_episodes,
     )
     rate = args.steps / (time.perf_counter() - start)  # evaluation time included, as ours logs
@@ -91,9 +106,69 @@ def td3bc(seed: int, args: argparse.Namespace) -> None:
     print(f"sb3-td3bc seed {seed}: final score {out['evals'][-1]['score']:.1f} ({rate:.0f} updates/s)")
 
 
+def dqn(seed: int, args: argparse.Namespace, munchausen: bool) -> None:
+    import gymnasium as gym
+    import rlreg.envs.minatar  # noqa: F401  (registers rlreg/MinAtar-<Game>-v0)
+    from rlreg.agents.sb3 import DQN, MinAtarCNN
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rlreg.regularizers import Munchausen
+
+    name = f"sb3-{'mdqn' if munchausen else 'dqn'}"
+    run = args.out / f"{name}-s{seed}"
+    if _finished(run, args.steps):
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    env_id = f"rlreg/MinAtar-{args.game}-v0"
+    env = gym.make(env_id, max_episode_steps=10_000)
+    eval_env = DummyVecEnv([lambda: Monitor(gym.make(env_id, max_episode_steps=10_000))])
+    eval_env.seed(10_000 + seed)
+    model = DQN(
+        "MlpPolicy",
+        env,
+        regularizers=[Munchausen(kl_coef=0.027, ent_coef=0.003, clip_min=-1.0)] if munchausen else [],
+        learning_rate=2.5e-4,
+        buffer_size=100_000,
+        learning_starts=10_000,
+        batch_size=32,
+        gamma=0.99,
+        train_freq=4,
+        gradient_steps=1,
+        target_update_interval=1000,
+        exploration_fraction=0.1,
+        exploration_initial_eps=1.0,
+        exploration_final_eps=0.1,
+        max_grad_norm=float("inf"),  # DVW's code does not clip gradients
+        policy_kwargs={"features_extractor_class": MinAtarCNN, "net_arch": []},
+        seed=seed,
+        device="cpu",
+    )
+    rows: list[dict[str, float]] = []
+    start = time.perf_counter()
+
+    class Evaluate(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % args.eval_every == 0:
+                mean, std = evaluate_policy(model, eval_env, args.eval_episodes, deterministic=True)
+                rows.append(
+                    {"step": self.num_timesteps, "return_mean": mean, "return_std": std, "score": "nan"}
+                )
+                rate = self.num_timesteps / (time.perf_counter() - start)
+                _write(run / "metrics.csv", [{"step": self.num_timesteps, "updates_per_s": rate / 4}])
+                _write(run / "eval.csv", rows)
+                print(f"{name} seed {seed} step {self.num_timesteps}: greedy return {mean:.1f}", flush=True)
+            return True
+
+    model.learn(args.steps, callback=Evaluate())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("algo", choices=["td3bc"])
+    p.add_argument("algo", choices=["td3bc", "dqn", "mdqn"])
+    p.add_argument("--game", default="Asterix", help="MinAtar game for dqn / mdqn")
     p.add_argument("--dataset", default="hopper-medium-replay-v0")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=30000)
@@ -104,7 +179,10 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     for seed in args.seeds:
-        {"td3bc": td3bc}[args.algo](seed, args)
+        if args.algo == "td3bc":
+            td3bc(seed, args)
+        else:
+            dqn(seed, args, munchausen=args.algo == "mdqn")
 
 
 if __name__ == "__main__":

@@ -19,11 +19,29 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+import torch
 
 from rlreg.data.transitions import DatasetInfo, ObsNormalizer, Transitions, TransitionStore
 from rlreg.errors import check
 
-__all__ = ["OfflineMixin"]
+__all__ = ["OfflineMixin", "sample_with_rows"]
+
+
+def sample_with_rows(model: Any, batch_size: int) -> tuple[Any, torch.Tensor | None]:
+    """SB3's replay sample, drawn the way ``ReplayBuffer.sample`` draws it (same generator calls),
+    with the sampled rows: where every row is a row of the dataset ``learn_offline`` wrote (the
+    buffer's first ``n`` rows), they are the batch's ``indices``, which dataset-aware regularizers
+    use (PRDC's certified search, its overlap recognising the batch)."""
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    buf, env = model.replay_buffer, model._vec_normalize_env
+    if type(buf) is not ReplayBuffer or buf.optimize_memory_usage or not model._dataset_rows:
+        return buf.sample(batch_size, env=env), None
+    upper = buf.buffer_size if buf.full else buf.pos
+    inds = np.random.randint(0, upper, size=batch_size)
+    data = buf._get_samples(inds, env=env)
+    rows = torch.as_tensor(inds, device=model.device) if int(inds.max()) < model._dataset_rows else None
+    return data, rows
 
 
 class OfflineMixin:

@@ -42,7 +42,7 @@ from rlreg.agents.sb3.common import (
     actor_critic_source,
     critic_targets,
 )
-from rlreg.agents.sb3.offline import OfflineMixin
+from rlreg.agents.sb3.offline import OfflineMixin, sample_with_rows
 from stable_baselines3.common.utils import polyak_update
 
 from rlreg.data.transitions import TensorBatch
@@ -116,7 +116,7 @@ class TD3(RegularizedMixin, OfflineMixin, sb3.TD3):
         self._sink.clear()
         for _ in range(gradient_steps):
             self._n_updates += 1
-            data, rows = self._sample(batch_size)
+            data, rows = sample_with_rows(self, batch_size)
             discounts = data.discounts if data.discounts is not None else self.gamma
             batch = TensorBatch(
                 data.observations,
@@ -138,22 +138,6 @@ class TD3(RegularizedMixin, OfflineMixin, sb3.TD3):
             if actor_due:
                 actor_losses.append(self._actor_step(batch))
         self._record(actor_losses, critic_losses)
-
-    def _sample(self, batch_size: int) -> tuple[Any, torch.Tensor | None]:
-        """SB3's sample, drawn the way ``ReplayBuffer.sample`` draws it (same generator calls), with
-        the sampled rows: where every row is a row of the dataset ``learn_offline`` wrote (the
-        buffer's first ``n`` rows), they are the batch's ``indices``, which dataset-aware
-        regularizers use (PRDC's certified search, its overlap recognising the batch)."""
-        from stable_baselines3.common.buffers import ReplayBuffer
-
-        buf, env = self.replay_buffer, self._vec_normalize_env
-        if type(buf) is not ReplayBuffer or buf.optimize_memory_usage or not self._dataset_rows:
-            return buf.sample(batch_size, env=env), None  # type: ignore[union-attr]
-        upper = buf.buffer_size if buf.full else buf.pos
-        inds = np.random.randint(0, upper, size=batch_size)
-        data = buf._get_samples(inds, env=env)
-        rows = torch.as_tensor(inds, device=self.device) if int(inds.max()) < self._dataset_rows else None
-        return data, rows
 
     def _target(self, data: Any, batch: TensorBatch, discounts: Any) -> tuple[torch.Tensor, Any]:
         """SB3's clipped double-Q target, then the ``critic_target`` and ``td_weights`` hooks."""
