@@ -5,6 +5,7 @@ from rlreg.regularizers.base import (
     REGISTRY,
     ActorCriticView,
     CriticContext,
+    PolicyGradientView,
     QLearningView,
     Regularizer,
     RegularizerConfig,
@@ -16,6 +17,7 @@ from rlreg.regularizers.base import (
 )
 from rlreg.regularizers.bc import BC, BCConfig
 from rlreg.regularizers.dvw import DVW, DVWConfig
+from rlreg.regularizers.entropy import Entropy, EntropyConfig
 from rlreg.regularizers.munchausen import Munchausen, MunchausenConfig
 from rlreg.regularizers.prdc import PRDC, PRDCConfig
 
@@ -31,8 +33,11 @@ __all__ = [
     "CriticContext",
     "DVW",
     "DVWConfig",
+    "Entropy",
+    "EntropyConfig",
     "Munchausen",
     "MunchausenConfig",
+    "PolicyGradientView",
     "QLearningView",
     "Regularizer",
     "RegularizerConfig",

@@ -35,9 +35,19 @@ so a regularizer's frozen copies rotate first (DVW: ``σ̄ ← σ``, then ``q̄�
 Hooks that return a tensor (``critic_target``, ``td_weights``) log through ``view.log(self, key,
 value)`` where the view has it (Q-learning views do); other hooks return their stats.
 
-``entropy_terms(dist, batch, view)`` is called by agents with a stochastic policy (PPO, SAC) where
-they would add an entropy bonus. ``setup(source, view)`` runs once before training, for offline,
-online and sequence-model runs alike; ``state_dict``/``load_state_dict`` carry everything needed to
+Within one minibatch update of a policy-gradient agent (PPO family, :class:`PolicyGradientView`)::
+
+    entropy_terms(dist, batch, view)     -> Terms           (added to the policy loss)
+
+``dist`` is the policy's ``torch.distributions.Distribution`` at the minibatch's observations,
+whose ``entropy()`` and ``log_prob(actions)`` are per sample ``(B,)`` (a diagonal Gaussian's event
+dimensions summed, as ``Independent(Normal, 1)``; a categorical policy's ``logits`` are
+``dist.logits``); ``batch`` is a dict of the minibatch's tensors (``observations``, ``actions``,
+``old_log_probs``, ``advantages`` as the loss uses them, ``returns``). The plain entropy bonus is
+itself such a regularizer (``entropy``); agents have no entropy special case.
+
+``setup(source, view)`` runs once before training, for offline, online and sequence-model runs
+alike; ``state_dict``/``load_state_dict`` carry everything needed to
 resume (indexes built in ``setup`` are rebuilt, not pickled).
 """
 
@@ -59,6 +69,7 @@ __all__ = [
     "CriticContext",
     "ActorCriticView",
     "QLearningView",
+    "PolicyGradientView",
     "View",
     "SetupSource",
     "Regularizer",
@@ -206,7 +217,29 @@ class QLearningView(Protocol):
     def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None: ...
 
 
-View = ActorCriticView | QLearningView
+@runtime_checkable
+class PolicyGradientView(Protocol):
+    """What a regularizer may see of a policy-gradient agent (PPO family).
+
+    ``step`` counts completed minibatch updates; ``discrete`` tells the action space apart
+    (``num_actions`` for discrete actions, ``act_dim`` for a box); ``log(reg, key, value)`` records
+    a 0-d stat. The distribution an ``entropy_terms`` hook receives is differentiable in the
+    policy's weights; its terms move the policy (and whatever shares its weights) only.
+    """
+
+    device: torch.device
+    gamma: float
+    discrete: bool
+    num_actions: int | None
+    act_dim: int | None
+
+    @property
+    def step(self) -> int: ...
+
+    def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None: ...
+
+
+View = ActorCriticView | QLearningView | PolicyGradientView
 """Any agent family's view (a hook's ``view`` argument)."""
 
 
@@ -318,7 +351,8 @@ class Regularizer:
         return Terms()
 
     def entropy_terms(self, dist: Any, batch: Any, view: View) -> Terms:
-        """Entropy-related terms for agents with a stochastic policy."""
+        """Terms added to a policy-gradient agent's loss, from the policy's distribution ``dist``
+        at the minibatch (see the module docstring)."""
         return Terms()
 
     def update_extras(self, batch: TensorBatch, view: View) -> dict[str, torch.Tensor]:
