@@ -16,9 +16,10 @@ unscaled; the scale as ``train/regularizer_scale`` where it is not 1.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -221,6 +222,21 @@ class ActorCriticViewBase:
 
     def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None:
         self._m._sink[f"train/{reg.name}/{key}"].append(value.detach())
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[None]:
+    """``module``'s parameters without ``requires_grad`` inside the block (then as they were): the
+    actor loss flows through the critic into π without computing gradients for the critic's weights,
+    which its optimizer would discard anyway (the same actor update; SB3 computes and leaves them)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def actor_critic_source(view: ActorCriticViewBase, **source: Any) -> SetupSource:

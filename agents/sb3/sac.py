@@ -15,9 +15,11 @@ whose ``train()`` is SB3's update (Haarnoja et al. 2018, arXiv:1812.05905) with 
 
 SAC's entropy is SB3's own (its α, learned toward ``target_entropy`` or fixed): the squashed
 Gaussian has no closed-form entropy for an ``entropy_terms`` hook, so none is called here (PPO
-calls it). With ``regularizers=[]`` the update is exactly SB3's (tested). The view's ``policy(obs)``
-is a reparameterised sample of π (differentiable; SAC acts stochastically), ``policy_target(obs)``
-a sample without gradient (SAC has no target actor), ``actor_due`` is always true.
+calls it). With ``regularizers=[]`` the update is exactly SB3's (tested). ``actor_terms`` receive the
+reparameterised sample ``a_π`` the SAC loss uses (so BC on SAC pulls the sampled action to the
+data); the view's ``policy(obs)`` is SAC's deterministic action ``tanh(μ(s))`` (differentiable; the
+action ``predict(deterministic=True)`` takes), ``policy_target(obs)`` the same without gradient
+(SAC has no target actor); ``actor_due`` is always true.
 
 Offline: ``model.learn_offline(dataset, gradient_steps, eval_env=...)``
 (:mod:`rlreg.agents.sb3.offline`), e.g. SAC + BC or SAC + PRDC; then ``learn()`` fine-tunes online.
@@ -38,6 +40,7 @@ from rlreg.agents.sb3.common import (
     Scale,
     actor_critic_source,
     critic_targets,
+    frozen,
 )
 from rlreg.agents.sb3.offline import OfflineMixin, sample_with_rows
 from stable_baselines3.common.utils import polyak_update
@@ -55,11 +58,11 @@ class _View(ActorCriticViewBase):
         return True
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
-        return self._m.actor.action_log_prob(obs)[0]
+        return self._m.actor(obs, deterministic=True)
 
     def policy_target(self, obs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self._m.actor.action_log_prob(obs)[0]
+            return self._m.actor(obs, deterministic=True)
 
 
 class SAC(RegularizedMixin, OfflineMixin, sb3.SAC):
@@ -174,13 +177,14 @@ class SAC(RegularizedMixin, OfflineMixin, sb3.SAC):
     def _actor_step(
         self, batch: TensorBatch, actions_pi: torch.Tensor, log_prob: torch.Tensor, ent_coef: torch.Tensor
     ) -> float:
-        q_pi = torch.cat(self.critic(batch.observations, actions_pi), dim=1)
-        min_q, _ = torch.min(q_pi, dim=1, keepdim=True)
-        loss = (ent_coef * log_prob - min_q).mean()
-        for r in self.regularizers:
-            loss = loss + self._terms(r, r.actor_terms(batch, actions_pi, self._view))
-        self.actor.optimizer.zero_grad()
-        loss.backward()
+        with frozen(self.critic):
+            q_pi = torch.cat(self.critic(batch.observations, actions_pi), dim=1)
+            min_q, _ = torch.min(q_pi, dim=1, keepdim=True)
+            loss = (ent_coef * log_prob - min_q).mean()
+            for r in self.regularizers:
+                loss = loss + self._terms(r, r.actor_terms(batch, actions_pi, self._view))
+            self.actor.optimizer.zero_grad()
+            loss.backward()
         self.actor.optimizer.step()
         self._policy_version += 1
         return float(loss.item())

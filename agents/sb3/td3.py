@@ -41,6 +41,7 @@ from rlreg.agents.sb3.common import (
     Scale,
     actor_critic_source,
     critic_targets,
+    frozen,
 )
 from rlreg.agents.sb3.offline import OfflineMixin, sample_with_rows
 from stable_baselines3.common.utils import polyak_update
@@ -171,16 +172,17 @@ class TD3(RegularizedMixin, OfflineMixin, sb3.TD3):
 
     def _actor_step(self, batch: TensorBatch) -> float:
         """``−λ mean Q1(s, π(s)) + Σ actor terms``; the actor's optimizer steps, then the targets."""
-        pi = self.actor(batch.observations)
-        q = self.critic.q1_forward(batch.observations, pi)
-        lam = 1.0 if self.alpha is None else self.alpha / q.abs().mean().detach()
-        loss = -lam * q.mean()
-        if self.alpha is not None:
-            self._sink["train/lambda"].append(torch.as_tensor(lam).detach())
-        for r in self.regularizers:
-            loss = loss + self._terms(r, r.actor_terms(batch, pi, self._view))
-        self.actor.optimizer.zero_grad()
-        loss.backward()
+        with frozen(self.critic):
+            pi = self.actor(batch.observations)
+            q = self.critic.q1_forward(batch.observations, pi)
+            lam = 1.0 if self.alpha is None else self.alpha / q.abs().mean().detach()
+            loss = -lam * q.mean()
+            if self.alpha is not None:
+                self._sink["train/lambda"].append(torch.as_tensor(lam).detach())
+            for r in self.regularizers:
+                loss = loss + self._terms(r, r.actor_terms(batch, pi, self._view))
+            self.actor.optimizer.zero_grad()
+            loss.backward()
         self.actor.optimizer.step()
         self._policy_version += 1
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)

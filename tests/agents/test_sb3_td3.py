@@ -9,6 +9,7 @@ import stable_baselines3 as sb3
 import torch
 import torch.nn.functional as F
 from rlreg.agents.sb3 import TD3
+from rlreg.agents.sb3.offline import sample_with_rows
 
 from rlreg.data.transitions import TensorBatch
 from rlreg.errors import RlregError
@@ -189,7 +190,7 @@ def test_offline_batches_carry_dataset_rows_until_online_data_overwrites_them(pe
     model.learn_offline(pendulum_medium, gradient_steps=100)
     assert model._dataset_rows == 100_000 and np.isfinite(model.logger.name_to_value["train/prdc/certified"])
     np.random.seed(3)
-    data, rows = model._sample(16)
+    data, rows = sample_with_rows(model, 16)
     np.random.seed(3)
     want = model.replay_buffer.sample(16)
     assert torch.equal(data.observations, want.observations) and rows is not None
@@ -197,4 +198,4 @@ def test_offline_batches_carry_dataset_rows_until_online_data_overwrites_them(pe
         data.observations, model.replay_buffer.to_torch(model.replay_buffer.observations[rows.numpy(), 0])
     )
     model.learn(5)  # online: the buffer was full, so collected rows overwrite dataset rows
-    assert model._dataset_rows == 0 and model._sample(16)[1] is None
+    assert model._dataset_rows == 0 and sample_with_rows(model, 16)[1] is None

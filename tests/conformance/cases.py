@@ -8,7 +8,7 @@ each hook's terms must move (``actor_terms`` → the policy, ``critic_terms`` �
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,6 +30,9 @@ class Case:
     agent: Any
     sample: Callable[[], Any]
     networks: dict[str, str]  # hook → the module name its terms must move
+    downstream: dict[str, set[str]] = field(default_factory=dict)
+    """hook → modules stepped later in the same update on what the hook's network computes (SAC's
+    actor steps on the critic just updated): they may change through it, so the probes skip them."""
 
 
 def continuous_store(seed: int = 0) -> TransitionStore:
@@ -76,40 +79,27 @@ CASES: dict[str, Callable[..., Case]] = {"td3": td3_case, "dqn": dqn_case}
 # ---------------------------------------------------------------------- SB3 subclasses (issue 15)
 class SB3Host:
     """An SB3 subclass behind the interface the suite uses: ``update(batch)`` runs one ``train()``
-    step on exactly that batch, ``modules``, ``view``, ``state_dict``. SB3 draws its target noise
-    from torch's global generator: the host keeps a generator state of its own around each update,
-    as rlreg's agents do."""
+    step on exactly that batch (``patch(model, batch)`` makes the model's buffer hand it out),
+    ``modules``, ``view``, ``state_dict``. SB3 draws noise from torch's global generator: the host
+    keeps a generator state of its own around each update, as rlreg's agents do."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, modules: dict[str, Any], patch: Callable[[Any, Any], int]) -> None:
         from stable_baselines3.common.logger import configure
 
-        self.model = model
+        self.model, self.modules, self.patch = model, modules, patch
         model.set_logger(configure(None, []))
-        self.modules = {
-            "actor": model.actor,
-            "critic": model.critic,
-            "actor_target": model.actor_target,
-            "critic_target": model.critic_target,
-        }
         self.view = model._view
         self.rng = torch.get_rng_state()
 
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
-        from stable_baselines3.common.type_aliases import ReplayBufferSamples
-
         m = self.model
-        samples = ReplayBufferSamples(
-            batch.observations,
-            batch.actions,
-            batch.next_observations,
-            batch.dones[:, None],
-            batch.rewards[:, None],
-            None,
-        )
-        m.replay_buffer.sample = lambda *args, **kwargs: samples
+        size = self.patch(m, batch)
         outer = torch.get_rng_state()
         torch.set_rng_state(self.rng)
-        m.train(1, batch.observations.shape[0])
+        if m.__class__.__name__ == "PPO":
+            m.train()
+        else:
+            m.train(1, size)
         self.rng = torch.get_rng_state()
         torch.set_rng_state(outer)
         out = {}
@@ -120,9 +110,15 @@ class SB3Host:
             ).mean()
         return out
 
+    def _tensor_names(self) -> list[str]:
+        names = self.model._get_torch_save_params()[1]
+        return [n for n in names if isinstance(getattr(self.model, n, None), torch.Tensor)]
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "params": self.model.get_parameters(),
+            # SB3 keeps some tensors outside its state dicts (SAC's log_ent_coef): save() has them
+            "tensors": {n: getattr(self.model, n).detach().clone() for n in self._tensor_names()},
             "n_updates": self.model._n_updates,
             "rng": self.rng,
             "regularizers": [r.state_dict() for r in self.model.regularizers],
@@ -130,35 +126,151 @@ class SB3Host:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.set_parameters(state["params"], exact_match=True)
+        with torch.no_grad():
+            for n, t in state["tensors"].items():
+                getattr(self.model, n).copy_(t)
         self.model._n_updates = state["n_updates"]
         self.rng = state["rng"]
         for r, s in zip(self.model.regularizers, state["regularizers"]):
             r.load_state_dict(s)
 
 
-def sb3_td3_case(regs: Sequence[Regularizer], seed: int = 0, **config: Any) -> Case:
-    """SB3's TD3 subclass on the continuous tiny problem (its spaces: a 5-D box, 2-D actions in [-1, 1])."""
+def _tiny_env(obs_shape: tuple[int, ...], action_space: Any) -> Any:
     import gymnasium as gym
     import numpy as np
-    from rlreg.agents.sb3 import TD3
 
     class Tiny(gym.Env):
-        observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS,), np.float32)
-        action_space = gym.spaces.Box(-1.0, 1.0, (ACT,), np.float32)
+        observation_space = gym.spaces.Box(-np.inf, np.inf, obs_shape, np.float32)
 
         def reset(self, *, seed=None, options=None):
-            return np.zeros(OBS, np.float32), {}
+            return np.zeros(obs_shape, np.float32), {}
 
         def step(self, action):
-            return np.zeros(OBS, np.float32), 0.0, False, False, {}
+            return np.zeros(obs_shape, np.float32), 0.0, False, False, {}
 
-    kwargs = {"buffer_size": 100, "batch_size": 32, "policy_kwargs": {"net_arch": [16, 16]}}
-    model = TD3("MlpPolicy", Tiny(), regularizers=list(regs), alpha=2.5, seed=seed, device="cpu", **kwargs)
+    Tiny.action_space = action_space
+    return Tiny()
+
+
+def _replay_patch(model: Any, batch: Any) -> int:
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+    actions = batch.actions if batch.actions.ndim == 2 else batch.actions[:, None]
+    samples = ReplayBufferSamples(
+        batch.observations.float(),
+        actions,
+        batch.next_observations.float(),
+        batch.dones[:, None],
+        batch.rewards[:, None],
+        None,
+    )
+    model.replay_buffer.sample = lambda *args, **kwargs: samples
+    return batch.observations.shape[0]
+
+
+def _actor_critic_host(
+    cls: Any,
+    regs: Sequence[Regularizer],
+    seed: int,
+    downstream: dict[str, set[str]] | None = None,
+    **kwargs: Any,
+) -> Case:
+    import gymnasium as gym
+
+    env = _tiny_env((OBS,), gym.spaces.Box(-1.0, 1.0, (ACT,)))
+    common = {"buffer_size": 100, "batch_size": 32, "policy_kwargs": {"net_arch": [16, 16]}}
+    model = cls("MlpPolicy", env, regularizers=list(regs), seed=seed, device="cpu", **common, **kwargs)
     store = continuous_store()
     sampler = OfflineSampler(store, 32, torch.device("cpu"), seed)
     model.setup_regularizers(store=store, total_steps=100, lookahead=sampler.lookahead)
-    return Case(SB3Host(model), sampler.sample, {"actor_terms": "actor", "critic_terms": "critic"})
+    names = ("actor", "critic", "actor_target", "critic_target")
+    modules = {n: getattr(model, n) for n in names if getattr(model, n, None) is not None}
+    host = SB3Host(model, modules, _replay_patch)
+    return Case(host, sampler.sample, {"actor_terms": "actor", "critic_terms": "critic"}, downstream or {})
 
 
-HOSTS: dict[str, tuple[str, Callable[..., Case]]] = {"sb3-td3": ("actor_critic", sb3_td3_case)}
+def sb3_td3_case(regs: Sequence[Regularizer], seed: int = 0, **config: Any) -> Case:
+    """SB3's TD3 subclass on the continuous tiny problem (a 5-D box, 2-D actions in [-1, 1])."""
+    from rlreg.agents.sb3 import TD3
+
+    return _actor_critic_host(TD3, regs, seed, alpha=2.5)
+
+
+def sb3_sac_case(regs: Sequence[Regularizer], seed: int = 0, **config: Any) -> Case:
+    """SB3's SAC subclass on the continuous tiny problem."""
+    from rlreg.agents.sb3 import SAC
+
+    return _actor_critic_host(SAC, regs, seed, downstream={"critic_terms": {"actor"}})
+
+
+def sb3_dqn_case(regs: Sequence[Regularizer], seed: int = 0, **config: Any) -> Case:
+    """SB3's DQN subclass (MinAtar's network) on the image tiny problem of ``dqn_case``."""
+    import gymnasium as gym
+    from rlreg.agents.sb3 import DQN, MinAtarCNN
+
+    base = dqn_case([], seed)  # its replay of uint8 images and its sampler
+    policy_kwargs = {"features_extractor_class": MinAtarCNN, "net_arch": [], "features_extractor_kwargs": {}}
+    policy_kwargs["features_extractor_kwargs"] = {"features_dim": 16, "channels": 4}
+    env = _tiny_env(IMG, gym.spaces.Discrete(3))
+    model = DQN(
+        "MlpPolicy",
+        env,
+        regularizers=list(regs),
+        buffer_size=100,
+        batch_size=32,
+        seed=seed,
+        device="cpu",
+        policy_kwargs=policy_kwargs,
+    )
+    modules = {"q": model.q_net, "q_target": model.q_net_target}
+    if hasattr(model, "q_net_prev_target"):
+        modules["q_prev_target"] = model.q_net_prev_target
+    return Case(SB3Host(model, modules, _replay_patch), base.sample, {"critic_terms": "q"})
+
+
+def sb3_ppo_case(regs: Sequence[Regularizer], seed: int = 0, **config: Any) -> Case:
+    """SB3's PPO subclass on a tiny discrete problem: minibatches of random rollout samples."""
+    import gymnasium as gym
+    from rlreg.agents.sb3 import PPO
+    from stable_baselines3.common.type_aliases import RolloutBufferSamples
+
+    env = _tiny_env((OBS,), gym.spaces.Discrete(3))
+    model = PPO(
+        "MlpPolicy",
+        env,
+        regularizers=list(regs),
+        n_steps=32,
+        batch_size=32,
+        n_epochs=1,
+        seed=seed,
+        device="cpu",
+        policy_kwargs={"net_arch": [16]},
+    )
+    g = torch.Generator().manual_seed(seed + 2)
+
+    def sample() -> RolloutBufferSamples:
+        b = 32
+        return RolloutBufferSamples(
+            torch.randn(b, OBS, generator=g),
+            torch.randint(0, 3, (b, 1), generator=g).float(),
+            torch.randn(b, generator=g),
+            -torch.rand(b, generator=g) - 0.5,
+            torch.randn(b, generator=g),
+            torch.randn(b, generator=g),
+        )
+
+    def patch(m: Any, samples: Any) -> int:
+        m.rollout_buffer.get = lambda *args, **kwargs: iter([samples])
+        return 32
+
+    host = SB3Host(model, {"policy": model.policy}, patch)
+    return Case(host, sample, {"entropy_terms": "policy"})
+
+
+HOSTS: dict[str, tuple[str, Callable[..., Case]]] = {
+    "sb3-td3": ("actor_critic", sb3_td3_case),
+    "sb3-sac": ("actor_critic", sb3_sac_case),
+    "sb3-dqn": ("q_learning", sb3_dqn_case),
+    "sb3-ppo": ("policy_gradient", sb3_ppo_case),
+}
 """SB3 subclasses in the suite: name → (regularizer family, builder)."""

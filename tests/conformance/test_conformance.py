@@ -96,7 +96,7 @@ class Probe(Regularizer):
     """One term, ``weight · f(view, batch, policy_action)``, at one hook (not registered)."""
 
     name = "probe"
-    families = frozenset({"actor_critic", "q_learning"})
+    families = frozenset({"actor_critic", "q_learning", "policy_gradient"})
 
     def __init__(self, hook: str, fn: Callable, weight: float) -> None:
         super().__init__()
@@ -114,6 +114,9 @@ class Probe(Regularizer):
 
     def critic_terms(self, batch: Any, ctx: Any, view: Any) -> Terms:
         return self._term("critic_terms", batch, view, None)
+
+    def entropy_terms(self, dist: Any, batch: Any, view: Any) -> Terms:
+        return self._term("entropy_terms", batch, view, dist)
 
 
 def policy_next(view, b, pi):
@@ -152,6 +155,14 @@ def dqn_target(view, b, pi):
     return view.target_q_values(b.observations).square().mean()
 
 
+def dist_entropy(view, b, dist):
+    return -dist.entropy().mean()
+
+
+def dist_log_prob(view, b, dist):
+    return -dist.log_prob(b["actions"]).mean()
+
+
 # family → (hook, term, moves: the hook's network or None, exact: the change equals the term's gradient)
 PROBES = {
     "actor_critic": [
@@ -166,6 +177,10 @@ PROBES = {
     "q_learning": [
         ("critic_terms", dqn_q, True, True),
         ("critic_terms", dqn_target, False, False),  # the target net is frozen
+    ],
+    "policy_gradient": [  # the distribution is differentiable in the policy (exact: needs dist)
+        ("entropy_terms", dist_entropy, True, False),
+        ("entropy_terms", dist_log_prob, True, False),
     ],
 }
 
@@ -212,7 +227,8 @@ def test_probe_gradient_reaches_the_intended_network_and_no_other(kind, hook, fn
     with_term, before, probe = until_hook(kind, hook, fn, 1.0)
     without, _, _ = until_hook(kind, hook, fn, 0.0)
     target = with_term.networks[hook]
-    online = [n for n in with_term.agent.modules if "target" not in n]
+    skip = with_term.downstream.get(hook, set())
+    online = [n for n in with_term.agent.modules if "target" not in n and n not in skip]
     for name in online:
         g1 = grad_of(with_term.agent.modules[name])
         g0 = grad_of(without.agent.modules[name])
