@@ -63,6 +63,18 @@ class RegularizerState:
             r.load_state_dict(s)
 
 
+def _rebuild(spec: dict[str, Any]) -> Regularizer:
+    """A regularizer from its saved spec. SB3 saves its data as JSON, where tuples become lists:
+    fields whose default is a tuple get their tuple back (the config is the one saved)."""
+    cls = REGISTRY[spec["name"]]
+    defaults = cls.Config()
+    config = {
+        k: tuple(v) if isinstance(v, list) and isinstance(getattr(defaults, k, None), tuple) else v
+        for k, v in spec["config"].items()
+    }
+    return cls(**config)
+
+
 class RegularizedMixin:
     """Regularizer plumbing for an SB3 algorithm subclass (see the module docstring)."""
 
@@ -86,7 +98,7 @@ class RegularizedMixin:
     def _setup_regularized(self) -> None:
         """After SB3's ``_setup_model``: rebuild the regularizers on load, check them, set them up."""
         if not getattr(self, "regularizers", None) and getattr(self, "regularizer_specs", None):
-            self.regularizers = [REGISTRY[s["name"]](**s["config"]) for s in self.regularizer_specs]
+            self.regularizers = [_rebuild(s) for s in self.regularizer_specs]
         self._check_regularizers()
         self._view = self._make_view()
         self.regularizer_state = RegularizerState(self)
