@@ -25,16 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlreg.errors import check
-from rlreg.regularizers.base import REGISTRY, Regularizer, SetupSource, Terms
+from rlreg.errors import RlregError, check
+from rlreg.regularizers.base import REGISTRY, Regularizer, SetupSource, Terms, make_regularizer
 
 __all__ = [
+    "as_regularizer",
     "RegularizedMixin",
     "RegularizerState",
     "ActorCriticViewBase",
     "Scale",
     "actor_critic_source",
     "critic_targets",
+    "frozen",
 ]
 
 Scale = float | Callable[[float], float]
@@ -63,6 +65,23 @@ class RegularizerState:
             r.load_state_dict(s)
 
 
+def as_regularizer(entry: Regularizer | str | dict[str, Any]) -> Regularizer:
+    """A regularizer object, a registered name (``"bc"``) or ``{"name": "prdc", "beta": 2.0}`` (the
+    forms an rl-zoo3 hyper-parameter file can hold) as a regularizer."""
+    if isinstance(entry, Regularizer):
+        return entry
+    if isinstance(entry, str):
+        return make_regularizer(entry)
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        settings = {k: v for k, v in entry.items() if k != "name"}
+        return make_regularizer(entry["name"], **settings)
+    raise RlregError(
+        f"a regularizers entry must be a Regularizer, a registered name or a {{'name': ..., setting: value}} "
+        f"dict, got {entry!r}",
+        "pass e.g. regularizers=[BC()], regularizers=['bc'] or regularizers=[{'name': 'prdc', 'beta': 2.0}]",
+    )
+
+
 def _rebuild(spec: dict[str, Any]) -> Regularizer:
     """A regularizer from its saved spec. SB3 saves its data as JSON, where tuples become lists:
     fields whose default is a tuple get their tuple back (the config is the one saved)."""
@@ -83,8 +102,8 @@ class RegularizedMixin:
     regularizers: list[Regularizer]
     _view: Any
 
-    def _init_regularizers(self, regularizers: Sequence[Regularizer], scale: Scale) -> None:
-        self.regularizers = list(regularizers)
+    def _init_regularizers(self, regularizers: Sequence[Regularizer | str | dict], scale: Scale) -> None:
+        self.regularizers = [as_regularizer(r) for r in regularizers]
         self.regularizer_specs = [
             {"name": r.name, "config": dataclasses.asdict(r.config)} for r in self.regularizers
         ]

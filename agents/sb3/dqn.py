@@ -113,7 +113,7 @@ class DQN(RegularizedMixin, sb3.DQN):
     def __init__(
         self,
         *args: Any,
-        regularizers: Sequence[Regularizer] = (),
+        regularizers: Sequence[Regularizer | str | dict] = (),
         regularizer_scale: Scale = 1.0,
         **kwargs: Any,
     ) -> None:

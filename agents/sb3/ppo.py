@@ -86,7 +86,7 @@ class PPO(RegularizedMixin, sb3.PPO):
     def __init__(
         self,
         *args: Any,
-        regularizers: Sequence[Regularizer] = (),
+        regularizers: Sequence[Regularizer | str | dict] = (),
         regularizer_scale: Scale = 1.0,
         **kwargs: Any,
     ) -> None:

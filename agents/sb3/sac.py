@@ -74,7 +74,7 @@ class SAC(RegularizedMixin, OfflineMixin, sb3.SAC):
     def __init__(
         self,
         *args: Any,
-        regularizers: Sequence[Regularizer] = (),
+        regularizers: Sequence[Regularizer | str | dict] = (),
         regularizer_scale: Scale = 1.0,
         **kwargs: Any,
     ) -> None:

@@ -76,7 +76,7 @@ class TD3(RegularizedMixin, OfflineMixin, sb3.TD3):
     def __init__(
         self,
         *args: Any,
-        regularizers: Sequence[Regularizer] = (),
+        regularizers: Sequence[Regularizer | str | dict] = (),
         alpha: float | None = None,
         regularizer_scale: Scale = 1.0,
         **kwargs: Any,

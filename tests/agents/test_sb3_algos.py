@@ -219,3 +219,14 @@ def test_sb3_features_keep_working_vec_envs_callbacks_progress_bar():
     dqn = DQN("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), regularizers=[Munchausen()], **KW[DQN])
     dqn.learn(400)
     assert np.isfinite(dqn.logger.name_to_value["train/munchausen/bonus"])
+
+
+def test_regularizers_by_name_or_dict_as_in_a_zoo_file():
+    model = TD3("MlpPolicy", "Pendulum-v1", regularizers=["bc", {"name": "a2pr", **SMALL_A2PR}], **KW[TD3])
+    assert [r.name for r in model.regularizers] == ["bc", "a2pr"] and model.regularizers[
+        1
+    ].config.vae_hidden == (16,)
+    with pytest.raises(RlregError, match="unknown regularizer 'bcc'"):
+        TD3("MlpPolicy", "Pendulum-v1", regularizers=["bcc"], **KW[TD3])
+    with pytest.raises(RlregError, match="a regularizers entry must be"):
+        TD3("MlpPolicy", "Pendulum-v1", regularizers=[3], **KW[TD3])
