@@ -11,13 +11,13 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def section_code(heading: str) -> str:
+def section_code(heading: str, index: int = 0) -> str:
     text = README.read_text()
     start = text.index(heading)
     end = text.find("\n### ", start + len(heading))
     blocks = re.findall(r"```python\n(.*?)```", text[start : end if end > 0 else None], flags=re.S)
     assert blocks, f"no python block under {heading}"
-    return blocks[0]
+    return blocks[index]
 
 
 def test_writing_an_agent_example_runs(pendulum_medium, tmp_path, monkeypatch, capsys):
@@ -32,3 +32,14 @@ def test_writing_an_agent_example_runs(pendulum_medium, tmp_path, monkeypatch, c
     assert run.metrics["train/bc_loss"][-1] < run.metrics["train/bc_loss"][0]
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert float(printed) == run.summary["final_score"]
+
+
+def test_stable_baselines3_examples_run(pendulum_medium, monkeypatch, capsys):
+    """Both SB3 blocks, as printed except for their budgets (cut to a few hundred steps)."""
+    for index in (0, 1):
+        code = section_code("### Use with Stable-Baselines3", index)
+        assert len(code.strip().splitlines()) <= 12
+        code = code.replace("2_000", "300").replace("5_000", "300")
+        exec(compile(code, f"README.md (Use with Stable-Baselines3, block {index})", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "offline score" in printed and "online return" in printed
