@@ -10,7 +10,11 @@ scaled actions the actor outputs). Bootstrapping is masked by the dataset's term
 
 **Offline-to-online**: ``learn()`` after ``learn_offline`` keeps the dataset in the buffer and
 stores the transitions it collects normalised the same way (``_store_transition``); acting
-normalises too (``predict``). Not yet: annealing the regularizers' weights online.
+normalises too (``predict``); ``regularizer_scale`` anneals the regularizers' terms online
+(:mod:`rlreg.agents.sb3.common`). The normalisation lives in the model (``obs_normalizer``, saved
+with it), so any env, vectorised or not, is evaluated raw: this is the equivalent of a
+``VecNormalize`` frozen at the dataset's statistics. A model built on a ``VecNormalize`` env is
+refused with ``normalize_obs=True`` (it would normalise twice).
 """
 
 from __future__ import annotations
@@ -100,6 +104,12 @@ class OfflineMixin:
             isinstance(gradient_steps, int) and gradient_steps > 0,
             f"gradient_steps must be a positive integer, got {gradient_steps!r}",
             "pass e.g. gradient_steps=10000",
+        )
+        check(
+            not (normalize_obs and self._vec_normalize_env is not None),
+            "the model's env is a VecNormalize, which normalises observations itself; learn_offline "
+            "would normalise them twice",
+            "build the model on the raw env, or pass normalize_obs=False",
         )
         data = self._load_offline(dataset)
         prepared = self._fill_buffer(data, normalize_obs)

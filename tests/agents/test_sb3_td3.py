@@ -99,7 +99,7 @@ def offline_model(regs, alpha=2.5, **kw):
     return TD3("MlpPolicy", gym.make("Pendulum-v1"), regularizers=regs, alpha=alpha, **args)
 
 
-def test_learn_offline_td3bc_on_a_made_dataset_reports_normalized_scores(pendulum_medium):
+def test_learn_offline_td3bc_on_a_made_dataset_reports_normalized_scores(pendulum_medium, tmp_path):
     import gymnasium as gym
 
     model = offline_model([BC()])
@@ -118,6 +118,9 @@ def test_learn_offline_td3bc_on_a_made_dataset_reports_normalized_scores(pendulu
     raw = np.zeros((1, 3), np.float32)
     want = model.policy.predict(model.obs_normalizer(raw), deterministic=True)[0]
     assert np.array_equal(model.predict(raw, deterministic=True)[0], want)
+    model.save(tmp_path / "offline.zip")  # the normaliser is saved with the model
+    loaded = TD3.load(tmp_path / "offline.zip", device="cpu")
+    assert np.array_equal(loaded.predict(raw, deterministic=True)[0], want)
 
 
 def test_learn_offline_prdc_finds_neighbours_in_the_scaled_data(pendulum_medium):
@@ -139,6 +142,16 @@ def test_learn_offline_bad_input(pendulum_medium):
         TD3("MlpPolicy", "MountainCarContinuous-v0", **dict(KW, buffer_size=100_000)).learn_offline(
             pendulum_medium, gradient_steps=10
         )
+
+
+def test_learn_offline_refuses_to_normalise_twice_under_vecnormalize(pendulum_medium):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1))
+    model = TD3("MlpPolicy", env, regularizers=[BC()], alpha=2.5, **dict(KW, buffer_size=100_000))
+    with pytest.raises(RlregError, match="normalise them twice"):
+        model.learn_offline(pendulum_medium, gradient_steps=10)
 
 
 def test_prdc_online_is_refused_until_offline_data_is_given():
