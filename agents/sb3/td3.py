@@ -20,10 +20,14 @@ view's action box is ``[-1, 1]``; regularizers see observations as SB3's policy 
 :meth:`TD3.setup_regularizers`; without one, ``setup`` gets the spaces only.
 
 Offline: ``model.learn_offline(dataset, gradient_steps, eval_env=...)``
-(:mod:`rlreg.agents.sb3.offline`). Not yet here (issue 15, next sessions): SAC, DQN and PPO
-subclasses, offline-to-online. ``save()``/``load()`` rebuild the regularizers from their configs
-and restore their state (networks, optimizers, generators); kNN indexes are rebuilt by
-``learn_offline``.
+(:mod:`rlreg.agents.sb3.offline`), then ``learn()`` fine-tunes online (``regularizer_scale``
+anneals the terms, :mod:`rlreg.agents.sb3.common`). ``save()``/``load()`` rebuild the regularizers
+from their configs and restore their state (networks, optimizers, generators); kNN indexes are
+rebuilt by ``learn_offline``.
+
+Architectures are SB3's ``policy_kwargs``; A2PR's (Liu et al. 2024: a 3×256 actor, 4×256 twin
+critics; its own V-net and VAE are the regularizer's ``value_hidden``/``vae_hidden``) is
+``policy_kwargs={"net_arch": {"pi": [256, 256, 256], "qf": [256, 256, 256, 256]}}``.
 """
 
 from __future__ import annotations
