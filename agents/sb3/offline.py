@@ -52,6 +52,7 @@ class OfflineMixin:
     """``learn_offline`` and a normalising ``predict`` for an SB3 off-policy algorithm subclass."""
 
     obs_normalizer: ObsNormalizer | None = None
+    offline_dataset: str | None = None
 
     def predict(self, observation: Any, *args: Any, **kwargs: Any) -> Any:
         if self.obs_normalizer is not None and isinstance(observation, np.ndarray):
@@ -113,8 +114,8 @@ class OfflineMixin:
         )
         data = self._load_offline(dataset)
         prepared = self._fill_buffer(data, normalize_obs)
-        store = TransitionStore.from_transitions(prepared, self.device)
-        self.setup_regularizers(store=store, transitions=prepared, obs_normalizer=self.obs_normalizer)
+        self.offline_dataset = dataset if isinstance(dataset, str) else None
+        self._setup_on(prepared)
         if getattr(self, "_logger", None) is None:  # learn() sets it; offline training may come first
             from stable_baselines3.common.utils import configure_logger
 
@@ -129,6 +130,30 @@ class OfflineMixin:
             if eval_env is not None:
                 evals.append(self._evaluate(eval_env, n_eval_episodes, done, data.info))
         return {"dataset": data.info.name, "gradient_steps": done, "evals": evals}
+
+    def _setup_on(self, prepared: Transitions) -> None:
+        store = TransitionStore.from_transitions(prepared, self.device)
+        self.setup_regularizers(store=store, transitions=prepared, obs_normalizer=self.obs_normalizer)
+
+    def _restore_offline(self) -> None:
+        """On ``load()``: regularizers that index the dataset (PRDC's kNN) get it again, rebuilt
+        from the dataset name ``learn_offline`` was given, normalised with the saved statistics (the
+        replay buffer is SB3's to save: ``save_replay_buffer``). A dataset given as an object is not
+        saved: ``learn_offline`` sets them up again."""
+        name = getattr(self, "offline_dataset", None)
+        if not getattr(self, "_offline_only", []) or not isinstance(name, str):
+            return
+        data = self._load_offline(name)
+        norm = self.obs_normalizer or ObsNormalizer.identity(data.obs_dim)
+        n = len(data)
+        self._setup_on(
+            dataclasses.replace(
+                data,
+                observations=norm(data.observations.reshape(n, -1)),
+                next_observations=norm(data.next_observations.reshape(n, -1)),
+                actions=self.policy.scale_action(data.actions).astype(np.float32),
+            )
+        )
 
     def _load_offline(self, dataset: str | Transitions) -> Transitions:
         if isinstance(dataset, Transitions):

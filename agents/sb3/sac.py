@@ -86,6 +86,7 @@ class SAC(RegularizedMixin, OfflineMixin, sb3.SAC):
     def _setup_model(self) -> None:
         super()._setup_model()
         self._setup_regularized()
+        self._restore_offline()
 
     def _make_view(self) -> _View:
         return _View(self)

@@ -99,6 +99,7 @@ class TD3(RegularizedMixin, OfflineMixin, sb3.TD3):
     def _setup_model(self) -> None:
         super()._setup_model()
         self._setup_regularized()
+        self._restore_offline()
         self._prepares = any(
             type(r).prepare_actor is not Regularizer.prepare_actor for r in self.regularizers
         )

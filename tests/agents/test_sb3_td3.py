@@ -212,3 +212,17 @@ def test_offline_batches_carry_dataset_rows_until_online_data_overwrites_them(pe
     )
     model.learn(5)  # online: the buffer was full, so collected rows overwrite dataset rows
     assert model._dataset_rows == 0 and sample_with_rows(model, 16)[1] is None
+
+
+def test_load_rebuilds_prdcs_index_from_the_dataset_name(pendulum_medium, tmp_path):
+    from rlreg.regularizers import PRDC
+
+    model = offline_model([PRDC(candidates=8)])
+    model.learn_offline(pendulum_medium, gradient_steps=20)
+    model.save(tmp_path / "prdc.zip")
+    import gymnasium as gym
+
+    loaded = TD3.load(tmp_path / "prdc.zip", env=gym.make("Pendulum-v1"), device="cpu")
+    assert loaded._offline_only == [] and loaded.offline_dataset == pendulum_medium
+    assert torch.equal(loaded.regularizers[0].keys, model.regularizers[0].keys)  # same normalised data
+    loaded.learn(5)  # not refused: PRDC has its dataset again
