@@ -230,3 +230,25 @@ def test_regularizers_by_name_or_dict_as_in_a_zoo_file():
         TD3("MlpPolicy", "Pendulum-v1", regularizers=["bcc"], **KW[TD3])
     with pytest.raises(RlregError, match="a regularizers entry must be"):
         TD3("MlpPolicy", "Pendulum-v1", regularizers=[3], **KW[TD3])
+
+
+def test_terms_reach_sb3s_logger_outputs(tmp_path):
+    """Terms go through SB3's logger, so every output format has them (CSV here; TensorBoard too
+    when it is installed: the same ``record`` calls)."""
+    import csv
+
+    from stable_baselines3.common.logger import configure
+
+    model = make(TD3, BC)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(300, log_interval=1)
+    with (tmp_path / "progress.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert "train/bc/bc_loss" in rows[0] and any(r["train/bc/bc_loss"] for r in rows)
+
+
+def test_tensorboard_log(tmp_path):
+    pytest.importorskip("tensorboard")
+    model = make(DQN, Munchausen, tensorboard_log=str(tmp_path))
+    model.learn(300)
+    assert list(tmp_path.rglob("events.out.tfevents.*"))
