@@ -10,7 +10,8 @@
 Each SB3 run writes ``OUT/sb3-<algo>-s<seed>/eval.csv`` (step, return_mean, return_std, score) and
 ``metrics.csv`` (updates_per_s), the files ``seed_table.py --report`` reads, so one report puts
 SB3's runs beside ours. A finished run (its last evaluation at ``--steps``) is skipped; an
-interrupted one starts again from its beginning.
+interrupted ``dqn``/``mdqn`` run resumes from its last evaluation's checkpoint (an interrupted
+``td3bc`` run, minutes long, starts again).
 
 ``td3bc``: ``rlreg.agents.sb3.TD3`` with ``regularizers=[BC()]``, ``alpha=2.5`` and the settings of
 our ``td3bc`` recipe (2×256 ReLU nets, lr 3e-4, batch 256, γ 0.99, τ 0.005, policy noise 0.2, clip
@@ -35,6 +36,7 @@ import argparse
 import csv
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,6 +48,11 @@ def _write(path: Path, rows: list[dict[str, float]]) -> None:
         w.writeheader()
         w.writerows(rows)
     tmp.replace(path)  # never a partial file under the final name
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
 
 
 def _finished(run: Path, steps: int) -> bool:
@@ -110,8 +117,6 @@ def dqn(seed: int, args: argparse.Namespace, munchausen: bool) -> None:
     import gymnasium as gym
     import rlreg.envs.minatar  # noqa: F401  (registers rlreg/MinAtar-<Game>-v0)
     from rlreg.agents.sb3 import DQN, MinAtarCNN
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -126,6 +131,14 @@ def dqn(seed: int, args: argparse.Namespace, munchausen: bool) -> None:
     env = gym.make(env_id, max_episode_steps=10_000)
     eval_env = DummyVecEnv([lambda: Monitor(gym.make(env_id, max_episode_steps=10_000))])
     eval_env.seed(10_000 + seed)
+    ckpt, replay = run / "model.zip", run / "replay.pkl"
+    rows: list[dict[str, Any]] = _read(run / "eval.csv") if ckpt.exists() else []
+    if rows and replay.exists():  # resume from the last evaluation's checkpoint
+        model = DQN.load(ckpt, env=env, device="cpu")
+        model.load_replay_buffer(replay)
+        print(f"{name} seed {seed}: resuming at step {model.num_timesteps}", flush=True)
+        _learn_dqn(model, rows, run, f"{name} seed {seed}", eval_env, args)
+        return
     model = DQN(
         "MlpPolicy",
         env,
@@ -146,23 +159,40 @@ def dqn(seed: int, args: argparse.Namespace, munchausen: bool) -> None:
         seed=seed,
         device="cpu",
     )
-    rows: list[dict[str, float]] = []
-    start = time.perf_counter()
+    _learn_dqn(model, [], run, f"{name} seed {seed}", eval_env, args)
+
+
+def _learn_dqn(
+    model: Any, rows: list[dict[str, Any]], run: Path, label: str, eval_env: Any, args: Any
+) -> None:
+    """Train to ``--steps``; at every evaluation write eval.csv and a checkpoint (model and replay
+    buffer, each under a temporary name first), so an interrupted run resumes there (not
+    bit-exactly: SB3's generators are not saved)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    start, first = time.perf_counter(), model.num_timesteps
 
     class Evaluate(BaseCallback):
         def _on_step(self) -> bool:
-            if self.num_timesteps % args.eval_every == 0:
+            step = self.num_timesteps
+            if step % args.eval_every == 0:
                 mean, std = evaluate_policy(model, eval_env, args.eval_episodes, deterministic=True)
-                rows.append(
-                    {"step": self.num_timesteps, "return_mean": mean, "return_std": std, "score": "nan"}
-                )
-                rate = self.num_timesteps / (time.perf_counter() - start)
-                _write(run / "metrics.csv", [{"step": self.num_timesteps, "updates_per_s": rate / 4}])
+                rows.append({"step": step, "return_mean": mean, "return_std": std, "score": "nan"})
+                rate = (step - first) / (time.perf_counter() - start)
+                _write(run / "metrics.csv", [{"step": step, "updates_per_s": rate / 4}])
+                if step < args.steps:
+                    model.save(run / "model.tmp.zip")
+                    model.save_replay_buffer(run / "replay.tmp.pkl")
+                    (run / "model.tmp.zip").replace(run / "model.zip")
+                    (run / "replay.tmp.pkl").replace(run / "replay.pkl")
                 _write(run / "eval.csv", rows)
-                print(f"{name} seed {seed} step {self.num_timesteps}: greedy return {mean:.1f}", flush=True)
+                print(f"{label} step {step}: greedy return {mean:.1f}", flush=True)
             return True
 
-    model.learn(args.steps, callback=Evaluate())
+    model.learn(args.steps - model.num_timesteps, callback=Evaluate(), reset_num_timesteps=not rows)
+    for path in (run / "model.zip", run / "replay.pkl"):
+        path.unlink(missing_ok=True)  # finished: eval.csv is the result
 
 
 def main() -> None:
