@@ -53,11 +53,21 @@ class OfflineMixin:
 
     obs_normalizer: ObsNormalizer | None = None
     offline_dataset: str | None = None
+    _dataset_rows: int = 0
 
     def predict(self, observation: Any, *args: Any, **kwargs: Any) -> Any:
         if self.obs_normalizer is not None and isinstance(observation, np.ndarray):
             observation = self._normalize(observation)
         return super().predict(observation, *args, **kwargs)  # type: ignore[misc]
+
+    def learn(self, *args: Any, keep_offline_data: bool = True, **kwargs: Any) -> Any:
+        """SB3's ``learn``; after ``learn_offline``, ``keep_offline_data=False`` empties the replay
+        buffer first, so online training sees only what it collects (the regularizers keep what
+        ``setup`` built from the data, e.g. PRDC's index)."""
+        if not keep_offline_data and self._dataset_rows:
+            self.replay_buffer.reset()
+            self._dataset_rows = 0
+        return super().learn(*args, **kwargs)  # type: ignore[misc]
 
     def _store_transition(self, replay_buffer: Any, *args: Any, **kwargs: Any) -> None:
         """Offline-to-online: after ``learn_offline`` the transitions ``learn()`` collects enter the

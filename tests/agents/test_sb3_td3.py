@@ -226,3 +226,10 @@ def test_load_rebuilds_prdcs_index_from_the_dataset_name(pendulum_medium, tmp_pa
     assert loaded._offline_only == [] and loaded.offline_dataset == pendulum_medium
     assert torch.equal(loaded.regularizers[0].keys, model.regularizers[0].keys)  # same normalised data
     loaded.learn(5)  # not refused: PRDC has its dataset again
+
+
+def test_offline_to_online_can_drop_the_offline_data(pendulum_medium):
+    model = offline_model([BC()], buffer_size=100_300)
+    model.learn_offline(pendulum_medium, gradient_steps=20)
+    model.learn(150, keep_offline_data=False)
+    assert model.replay_buffer.size() == 150 and model._dataset_rows == 0
