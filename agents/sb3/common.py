@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from rlreg.errors import RlregError, check
-from rlreg.regularizers.base import REGISTRY, Regularizer, SetupSource, Terms, make_regularizer
+from rlreg.regularizers.base import REGISTRY, CriticContext, Regularizer, SetupSource, Terms, make_regularizer
 
 __all__ = [
     "as_regularizer",
@@ -36,6 +37,7 @@ __all__ = [
     "Scale",
     "actor_critic_source",
     "critic_targets",
+    "critic_step",
     "frozen",
 ]
 
@@ -288,3 +290,26 @@ def critic_targets(model: Any, batch: Any, y: torch.Tensor) -> tuple[torch.Tenso
         if w is not None:
             weights = w if weights is None else weights * w
     return y, weights
+
+
+def critic_step(
+    model: Any, batch: Any, target: torch.Tensor, weights: Any, factor: float | None = None
+) -> float:
+    """SB3's twin-critic step with the hooks: ``[factor ·] Σ_i mean_B w (Q_i(s, a) − y)²`` (SB3's
+    ``Σ_i mse(Q_i, y)`` for w = 1; SAC's factor ½) plus every ``critic_terms`` hook; one optimizer
+    step. Returns the loss."""
+    current = model.critic(batch.observations, batch.actions)
+    if weights is None:
+        loss = sum(F.mse_loss(q, target) for q in current)
+    else:
+        loss = sum((weights[:, None] * (q - target).square()).mean() for q in current)
+    if factor is not None:
+        loss = factor * loss
+    if model.regularizers:
+        ctx = CriticContext(torch.cat(current, dim=1).T, target[:, 0])
+        for r in model.regularizers:
+            loss = loss + model._terms(r, r.critic_terms(batch, ctx, model._view))
+    model.critic.optimizer.zero_grad()
+    loss.backward()
+    model.critic.optimizer.step()
+    return float(loss.item())

@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import stable_baselines3 as sb3
 import torch
-import torch.nn.functional as F
 from rlreg.agents.sb3.common import (
     ActorCriticViewBase,
     RegularizedMixin,
     Scale,
     actor_critic_source,
+    critic_step,
     critic_targets,
     frozen,
 )
@@ -46,7 +46,7 @@ from rlreg.agents.sb3.offline import OfflineMixin, sample_with_rows
 from stable_baselines3.common.utils import polyak_update
 
 from rlreg.data.transitions import TensorBatch
-from rlreg.regularizers.base import CriticContext, Regularizer, SetupSource
+from rlreg.regularizers.base import Regularizer, SetupSource
 
 __all__ = ["SAC"]
 
@@ -123,7 +123,7 @@ class SAC(RegularizedMixin, OfflineMixin, sb3.SAC):
             for r in self.regularizers:
                 r.prepare_actor(batch, actions_pi.detach(), self._view)
             target, weights = self._target(data, batch, ent_coef)
-            logs["critic"].append(self._critic_step(batch, target, weights))
+            logs["critic"].append(critic_step(self, batch, target, weights, 0.5))
             self._extras(batch)
             logs["actor"].append(self._actor_step(batch, actions_pi, log_prob, ent_coef))
             if gradient_step % self.target_update_interval == 0:
@@ -159,21 +159,6 @@ class SAC(RegularizedMixin, OfflineMixin, sb3.SAC):
             self._view.next_action = next_actions
             y, weights = critic_targets(self, batch, target[:, 0])
             return y[:, None], weights
-
-    def _critic_step(self, batch: TensorBatch, target: torch.Tensor, weights: Any) -> float:
-        current = self.critic(batch.observations, batch.actions)
-        if weights is None:
-            loss = 0.5 * sum(F.mse_loss(q, target) for q in current)
-        else:
-            loss = 0.5 * sum((weights[:, None] * (q - target).square()).mean() for q in current)
-        if self.regularizers:
-            ctx = CriticContext(torch.cat(current, dim=1).T, target[:, 0])
-            for r in self.regularizers:
-                loss = loss + self._terms(r, r.critic_terms(batch, ctx, self._view))
-        self.critic.optimizer.zero_grad()
-        loss.backward()
-        self.critic.optimizer.step()
-        return float(loss.item())
 
     def _actor_step(
         self, batch: TensorBatch, actions_pi: torch.Tensor, log_prob: torch.Tensor, ent_coef: torch.Tensor

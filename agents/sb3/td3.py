@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 import stable_baselines3 as sb3
 import torch
-import torch.nn.functional as F
 from rlreg.agents.sb3.common import (
     ActorCriticViewBase,
     RegularizedMixin,
     Scale,
     actor_critic_source,
+    critic_step,
     critic_targets,
     frozen,
 )
@@ -52,7 +52,7 @@ from stable_baselines3.common.utils import polyak_update
 
 from rlreg.data.transitions import TensorBatch
 from rlreg.errors import check
-from rlreg.regularizers.base import CriticContext, Regularizer, SetupSource
+from rlreg.regularizers.base import Regularizer, SetupSource
 
 __all__ = ["TD3"]
 
@@ -139,7 +139,7 @@ class TD3(RegularizedMixin, OfflineMixin, sb3.TD3):
                 for r in self.regularizers:
                     r.prepare_actor(batch, pi, self._view)
             target, weights = self._target(data, batch, discounts)
-            critic_losses.append(self._critic_step(batch, target, weights))
+            critic_losses.append(critic_step(self, batch, target, weights))
             self._extras(batch)
             if actor_due:
                 actor_losses.append(self._actor_step(batch))
@@ -159,21 +159,6 @@ class TD3(RegularizedMixin, OfflineMixin, sb3.TD3):
             self._view.next_action = next_actions
             y, weights = critic_targets(self, batch, target[:, 0])
             return y[:, None], weights
-
-    def _critic_step(self, batch: TensorBatch, target: torch.Tensor, weights: Any) -> float:
-        current = self.critic(batch.observations, batch.actions)
-        if weights is None:
-            loss = sum(F.mse_loss(q, target) for q in current)
-        else:
-            loss = sum((weights[:, None] * (q - target).square()).mean() for q in current)
-        if self.regularizers:
-            ctx = CriticContext(torch.cat(current, dim=1).T, target[:, 0])
-            for r in self.regularizers:
-                loss = loss + self._terms(r, r.critic_terms(batch, ctx, self._view))
-        self.critic.optimizer.zero_grad()
-        loss.backward()
-        self.critic.optimizer.step()
-        return float(loss.item())
 
     def _actor_step(self, batch: TensorBatch) -> float:
         """``−λ mean Q1(s, π(s)) + Σ actor terms``; the actor's optimizer steps, then the targets."""
