@@ -67,6 +67,10 @@ class RegularizerState:
             r.load_state_dict(s)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def as_regularizer(entry: Regularizer | str | dict[str, Any]) -> Regularizer:
     """A regularizer object, a registered name (``"bc"``) or ``{"name": "prdc", "beta": 2.0}`` (the
     forms an rl-zoo3 hyper-parameter file can hold) as a regularizer."""
@@ -139,8 +143,8 @@ class RegularizedMixin:
         fits = sorted(n for n, c in REGISTRY.items() if self.family in c.families)
         check(
             not bad,
-            f"regularizer(s) {bad} do not fit SB3's {self.algo} (a {self.family.replace('_', '-')} "
-            "algorithm)",
+            f"regularizer(s) {bad} do not fit SB3's {self.algo} ({_article(self.family)} "
+            f"{self.family.replace('_', '-')} algorithm)",
             f"use one of: {', '.join(fits) if fits else '(none yet)'}",
         )
 
