@@ -34,6 +34,15 @@ def pendulum_medium(rlreg_home: Path) -> str:
     return "pendulum-medium-v0"
 
 
+@pytest.fixture(scope="session")
+def cartpole_medium(rlreg_home: Path) -> str:
+    """The registered cartpole-medium-v0 dataset (discrete actions), made once (≈10 s)."""
+    from rlreg.envs.datasets import make_dataset
+
+    make_dataset("cartpole-medium-v0", progress=False)
+    return "cartpole-medium-v0"
+
+
 def random_batch(n: int = 32, obs_dim: int = 5, act_dim: int = 2, seed: int = 0):
     """A fixed synthetic TensorBatch."""
     from rlreg.data.transitions import TensorBatch

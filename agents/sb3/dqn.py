@@ -36,6 +36,7 @@ import stable_baselines3 as sb3
 import torch
 import torch.nn.functional as F
 from rlreg.agents.sb3.common import RegularizedMixin, Scale, critic_targets
+from rlreg.agents.sb3.offline import OfflineMixin
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
@@ -104,7 +105,7 @@ class _View:
             self._m._sink[f"train/{reg.name}/{key}"].append(value.detach())
 
 
-class DQN(RegularizedMixin, sb3.DQN):
+class DQN(RegularizedMixin, OfflineMixin, sb3.DQN):
     """SB3's DQN with ``regularizers`` (rlreg objects of the Q-learning family, in order)."""
 
     family = "q_learning"
@@ -118,6 +119,7 @@ class DQN(RegularizedMixin, sb3.DQN):
         **kwargs: Any,
     ) -> None:
         self._init_regularizers(regularizers, regularizer_scale)
+        self._dataset_rows = 0  # learn_offline's dataset fills the buffer's first rows
         super().__init__(*args, **kwargs)
 
     def _setup_model(self) -> None:
@@ -125,6 +127,7 @@ class DQN(RegularizedMixin, sb3.DQN):
         if self.regularizer_specs:
             self.q_net_prev_target = copy.deepcopy(self.q_net_target).requires_grad_(False)
         self._setup_regularized()
+        self._restore_offline()
         rewrites = [
             r.name for r in self.regularizers if type(r).critic_target is not Regularizer.critic_target
         ]
@@ -177,6 +180,18 @@ class DQN(RegularizedMixin, sb3.DQN):
                 r.on_target_update(self._view)
             polyak_update(self.q_net_target.parameters(), self.q_net_prev_target.parameters(), 1.0)
         super()._on_step()
+
+    def _offline_updates(self, n: int) -> None:
+        """Offline, the target network (and q̄⁻) is updated every ``target_update_interval`` gradient
+        steps: SB3 counts environment steps, of which offline training has none (d3rlpy's DQN counts
+        gradient steps too)."""
+        interval = max(self.target_update_interval // self.n_envs, 1)
+        while n > 0:
+            k = min(n, interval - self._n_calls % interval)
+            self.train(k, self.batch_size)
+            self._n_calls += k - 1
+            self._on_step()  # counts the k-th step; updates the targets when due
+            n -= k
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """SB3's DQN update with the regularizer hooks (see the module docstring)."""

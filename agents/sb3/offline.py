@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -106,11 +107,22 @@ class OfflineMixin:
         eval_env: Any = None,
         eval_freq: int = 0,
         n_eval_episodes: int = 10,
-        normalize_obs: bool = True,
+        normalize_obs: bool | None = None,
     ) -> dict[str, Any]:
         """Train ``gradient_steps`` updates on ``dataset``; evaluate every ``eval_freq`` updates (and at
         the end) when ``eval_env`` is given. Returns the evaluations (step, return mean/std, normalized
-        score where the dataset has reference scores)."""
+        score where the dataset has reference scores).
+
+        ``normalize_obs``: z-normalise observations by the dataset's statistics; None (default) does
+        it for float observations and leaves integer ones (images, MinAtar maps) as they are."""
+        if normalize_obs is None:
+            normalize_obs = bool(np.issubdtype(self.observation_space.dtype, np.floating))
+        check(
+            not normalize_obs or np.issubdtype(self.observation_space.dtype, np.floating),
+            f"normalize_obs=True, but the observations are {self.observation_space.dtype}: normalised "
+            "values cannot be stored in the replay buffer",
+            "leave normalize_obs unset (or False) for integer observations",
+        )
         check(
             isinstance(gradient_steps, int) and gradient_steps > 0,
             f"gradient_steps must be a positive integer, got {gradient_steps!r}",
@@ -135,11 +147,22 @@ class OfflineMixin:
         done = 0
         while done < gradient_steps:
             n = min(chunk, gradient_steps - done)
-            self.train(n, self.batch_size)
+            self._offline_updates(n)
             done += n
             if eval_env is not None:
                 evals.append(self._evaluate(eval_env, n_eval_episodes, done, data.info))
         return {"dataset": data.info.name, "gradient_steps": done, "evals": evals}
+
+    def _offline_updates(self, n: int) -> None:
+        """``n`` gradient steps on the buffer (DQN overrides it to update its target network, which
+        SB3 does per environment step)."""
+        self.train(n, self.batch_size)
+
+    def _offline_actions(self, data: Transitions) -> np.ndarray:
+        """The dataset's actions as SB3 stores them: scaled to ``[-1, 1]`` (Box), indices (Discrete)."""
+        if data.discrete:
+            return data.actions
+        return self.policy.scale_action(data.actions).astype(np.float32)
 
     def _setup_on(self, prepared: Transitions) -> None:
         store = TransitionStore.from_transitions(prepared, self.device)
@@ -161,7 +184,7 @@ class OfflineMixin:
                 data,
                 observations=norm(data.observations.reshape(n, -1)),
                 next_observations=norm(data.next_observations.reshape(n, -1)),
-                actions=self.policy.scale_action(data.actions).astype(np.float32),
+                actions=self._offline_actions(data),
             )
         )
 
@@ -173,14 +196,24 @@ class OfflineMixin:
 
             data = load_dataset(dataset)
         data = data.validate(where=f"dataset {data.info.name}")
-        space = self.action_space
+        space, where = self.action_space, f"dataset {data.info.name}"
+        shape = self.observation_space.shape
         check(
-            data.obs_dim == int(np.prod(self.observation_space.shape)) and data.act_dim == space.shape[0],
-            f"dataset {data.info.name} has obs dim {data.obs_dim} / action dim {data.act_dim}; the model's "
-            f"spaces are {self.observation_space.shape} / {space.shape}",
+            data.obs_dim == int(np.prod(shape)),
+            f"{where} has observations of {data.obs_dim} values; the model's are {shape} "
+            f"({int(np.prod(shape))} values)",
             "build the model on the environment the data was collected in",
         )
-        data.check_action_bounds(space.low, space.high, where=f"dataset {data.info.name}")
+        if isinstance(space, gym.spaces.Discrete):
+            data.check_action_count(int(space.n), where=where)
+        else:
+            check(
+                not data.discrete and data.act_dim == space.shape[0],
+                f"{where} has {'discrete actions' if data.discrete else f'action dim {data.act_dim}'}; "
+                f"the model's action space is {space}",
+                "build the model on the environment the data was collected in",
+            )
+            data.check_action_bounds(space.low, space.high, where=where)
         return data
 
     def _fill_buffer(self, data: Transitions, normalize_obs: bool) -> Transitions:
@@ -196,7 +229,7 @@ class OfflineMixin:
         norm = self.obs_normalizer or ObsNormalizer.identity(data.obs_dim)
         obs = norm(data.observations.reshape(n, -1))
         next_obs = norm(data.next_observations.reshape(n, -1))
-        actions = self.policy.scale_action(data.actions).astype(np.float32)
+        actions = self._offline_actions(data)
         shape = (n, 1, *self.observation_space.shape)
         buf.observations[:n] = obs.reshape(shape)
         buf.next_observations[:n] = next_obs.reshape(shape)

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rlreg.envs.datasets import pendulum
+from rlreg.envs.datasets import cartpole, pendulum
 from rlreg.envs.datasets.rollout import Episode, collect_episodes
 
 from rlreg.errors import RlregError, check
@@ -234,6 +234,33 @@ for _level, _make in (
             reference=_pendulum_refs,
             default_size=100_000,
             description=f"Pendulum-v1, swing-up controller ({_level}); see envs/datasets/pendulum.py",
+            num_envs=50,
+        )
+    )
+
+
+def _cartpole_refs() -> tuple[float, float]:
+    return (
+        _cached_ref("CartPole-v1", "random", cartpole.uniform, "uniform-v0"),
+        _cached_ref("CartPole-v1", "expert", cartpole.epsilon_greedy(0.0), "linear-controller-v0"),
+    )
+
+
+for _level, _make in (
+    ("random", lambda: cartpole.uniform),
+    ("medium", lambda: cartpole.epsilon_greedy(cartpole.LEVEL_EPS["medium"])),
+    ("expert", lambda: cartpole.epsilon_greedy(cartpole.LEVEL_EPS["expert"])),
+):
+    register_dataset(
+        DatasetRecipe(
+            name=f"cartpole-{_level}-v0",
+            env_id="CartPole-v1",
+            minari_id=f"rlreg/cartpole/{_level}-v0",
+            behaviour=_make,
+            reference=_cartpole_refs,
+            default_size=100_000,
+            description=f"CartPole-v1 (discrete actions), linear controller ({_level}); see "
+            "envs/datasets/cartpole.py",
             num_envs=50,
         )
     )

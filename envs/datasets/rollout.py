@@ -98,9 +98,11 @@ def _new_buffer(first_obs: np.ndarray) -> dict[str, list]:
 
 
 def _finish(b: dict[str, list]) -> Episode:
+    from rlreg.data.transitions import action_array  # here: listing datasets must not import torch
+
     return {
         "observations": np.asarray(b["observations"], np.float32),
-        "actions": np.asarray(b["actions"], np.float32),
+        "actions": action_array(np.asarray(b["actions"])),  # float32, or int64 indices (Discrete)
         "rewards": np.asarray(b["rewards"], np.float32),
         "terminations": np.asarray(b["terminations"], bool),
         "truncations": np.asarray(b["truncations"], bool),

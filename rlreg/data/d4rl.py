@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 from rlreg.data.scores import d4rl_ref_scores
-from rlreg.data.transitions import DatasetInfo, Transitions
+from rlreg.data.transitions import DatasetInfo, Transitions, action_array
 from rlreg.errors import RlregError, check
 
 __all__ = ["read_d4rl_hdf5", "write_d4rl_hdf5"]
@@ -147,7 +147,7 @@ def read_d4rl_hdf5(
     info = _dataset_info(attrs, name if name is not None else path.stem, path)
     t = Transitions(
         observations=np.asarray(observations[:rows][keep], np.float32),
-        actions=np.asarray(arrays["actions"][:rows][keep], np.float32),
+        actions=action_array(arrays["actions"][:rows][keep]),
         rewards=np.asarray(rewards[:rows][keep], np.float32),
         next_observations=np.asarray(next_obs[keep], np.float32),
         terminals=terminals[:rows][keep],
@@ -265,7 +265,8 @@ def write_d4rl_hdf5(
     Args:
         path: destination ``.hdf5`` file (parent directories are created).
         observations: ``(N, *obs_shape)`` observation at each step.
-        actions: ``(N, A)`` action taken at each step.
+        actions: ``(N, A)`` action taken at each step, or ``(N,)`` integer indices (discrete
+            actions, stored as int64: an rlreg extension; D4RL itself has continuous actions only).
         rewards: ``(N,)`` reward of each step.
         terminals: ``(N,)`` true termination after each step.
         timeouts: ``(N,)`` truncation (time limit) after each step.
@@ -286,7 +287,7 @@ def write_d4rl_hdf5(
     obs = np.asarray(observations, np.float32)
     data: dict[str, np.ndarray] = {
         "observations": obs,
-        "actions": np.asarray(actions, np.float32),
+        "actions": action_array(actions),
         "rewards": np.asarray(rewards, np.float32),
         "terminals": np.asarray(terminals, bool),
         "timeouts": np.asarray(timeouts, bool),
@@ -305,10 +306,11 @@ def _check_write_arrays(data: dict[str, np.ndarray]) -> None:
     n = obs.shape[0] if obs.ndim > 0 else 0
     check(n > 0, "write_d4rl_hdf5: no steps to write (observations is empty)", "pass at least one step")
     check(obs.ndim >= 2, f"observations have shape {obs.shape}, expected (N, *obs_shape)", "add a step axis")
+    acts = data["actions"]
     check(
-        data["actions"].ndim == 2,
-        f"actions have shape {data['actions'].shape}, expected (N, action_dim)",
-        "store continuous actions as a 2-D array",
+        acts.ndim == 2 or (acts.ndim == 1 and acts.dtype == np.int64),
+        f"actions have shape {acts.shape}, expected (N, action_dim) (or (N,) integer indices)",
+        "store continuous actions as a 2-D float array, discrete ones as a 1-D integer array",
     )
     for key, arr in data.items():
         check(

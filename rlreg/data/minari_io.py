@@ -117,6 +117,18 @@ def _check_box(space: Any, what: str, dataset_id: str) -> None:
     )
 
 
+def _check_action_space(space: Any, dataset_id: str) -> None:
+    import gymnasium as gym
+
+    check(
+        isinstance(space, (gym.spaces.Box, gym.spaces.Discrete)),
+        f"Minari dataset {dataset_id!r}: action space is {type(space).__name__}, only Box and Discrete "
+        "are supported",
+        "use a dataset with Box (continuous array) or Discrete actions, or flatten the space when "
+        "making the dataset",
+    )
+
+
 def _hdf5_check(path: Path) -> tuple[str, str] | None:
     """``(problem, detail)`` when HDF5 file ``path`` does not open (problem: ``missing``, ``truncated``
     or ``unreadable``), or None.
@@ -170,7 +182,8 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
 
     Transition ``i`` of an episode is ``(obs[i], actions[i], rewards[i], obs[i + 1])`` with
     ``terminals = terminations[i]`` and ``timeouts = truncations[i]``; every step is kept.
-    ``episode_starts`` is True at each episode's first transition. Arrays are float32.
+    ``episode_starts`` is True at each episode's first transition. Arrays are float32, except the
+    actions of a Discrete action space: ``(N,)`` int64 indices.
 
     Args:
         dataset_id: Minari id, e.g. ``"mujoco/hopper/medium-v0"``.
@@ -183,7 +196,7 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
     Raises:
         RlregError: the dataset is not in the local root, its ``metadata.json`` or HDF5 data file
             is missing, truncated or damaged (the message names the file and how to restore it),
-            it cannot be read, has non-Box spaces, inconsistent episodes, no steps, or NaN/inf
+            it cannot be read, has a non-Box observation space or an action space neither Box nor Discrete, inconsistent episodes, no steps, or NaN/inf
             values.
     """
     import minari
@@ -210,7 +223,7 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
                 "regenerate or re-download the dataset with the Minari version rlreg installs (0.5.x)",
             ) from e
         _check_box(dataset.observation_space, "observation", dataset_id)
-        _check_box(dataset.action_space, "action", dataset_id)
+        _check_action_space(dataset.action_space, dataset_id)
         episodes = []
         try:
             for ep in dataset.iterate_episodes():
@@ -246,7 +259,7 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
 
 
 def _episode_buffers(
-    episodes: Sequence[dict[str, np.ndarray]], observation_space: gym.spaces.Box, action_space: gym.spaces.Box
+    episodes: Sequence[dict[str, np.ndarray]], observation_space: gym.spaces.Box, action_space: gym.spaces.Space
 ) -> list:
     """Check whole-episode arrays and wrap them in Minari ``EpisodeBuffer`` objects."""
     from minari.data_collector import EpisodeBuffer
@@ -313,7 +326,7 @@ def write_minari(
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
     observation_space: gym.spaces.Box | None = None,
-    action_space: gym.spaces.Box | None = None,
+    action_space: gym.spaces.Box | gym.spaces.Discrete | None = None,
     ref_min_score: float | None = None,
     ref_max_score: float | None = None,
     algorithm_name: str = "",
@@ -333,7 +346,7 @@ def write_minari(
             (Minari instantiates it once, locally, to read its spaces).
         env_kwargs: keyword arguments of that environment, recorded in the env spec.
         observation_space: Box observation space; defaults to the environment's.
-        action_space: Box action space; defaults to the environment's.
+        action_space: Box or Discrete action space; defaults to the environment's.
         ref_min_score: reference return mapped to 0 by ``minari.get_normalized_score`` (give both
             reference scores or neither).
         ref_max_score: reference return mapped to 1.
@@ -363,7 +376,7 @@ def write_minari(
         env_id, env_kwargs, observation_space, action_space
     )
     _check_box(observation_space, "observation", dataset_id)
-    _check_box(action_space, "action", dataset_id)
+    _check_action_space(action_space, dataset_id)
     buffers = _episode_buffers(episodes, observation_space, action_space)
     _create_dataset(
         dataset_id,
@@ -404,7 +417,7 @@ def _env_spec_and_spaces(
     env_id: str | None,
     env_kwargs: dict[str, Any] | None,
     observation_space: gym.spaces.Box | None,
-    action_space: gym.spaces.Box | None,
+    action_space: gym.spaces.Space | None,
 ) -> tuple[Any, Any, Any]:
     """``(env_spec, observation_space, action_space)``: the Gymnasium spec of ``env_id`` (with
     ``env_kwargs``; None without an id) and the spaces, taken from the environment where not given."""

@@ -35,6 +35,7 @@ __all__ = [
     "NStepTargets",
     "EpisodeIndex",
     "STATE_FORMAT",
+    "action_array",
 ]
 
 
@@ -77,7 +78,8 @@ _ARRAY_FIELDS = (
 class Transitions:
     """A flat set of transitions as numpy arrays (``qlearning_dataset`` layout).
 
-    Shapes: observations and next_observations ``(N, *obs_shape)``, actions ``(N, A)``,
+    Shapes: observations and next_observations ``(N, *obs_shape)``; actions ``(N, A)`` float
+    (continuous) or ``(N,)`` integer action indices (discrete, e.g. CartPole or MinAtar data);
     rewards/terminals/timeouts/episode_starts ``(N,)``. ``terminals`` and ``timeouts`` are kept
     apart; bootstrapping is masked by ``terminals`` only.
     """
@@ -99,7 +101,18 @@ class Transitions:
         return int(np.prod(self.observations.shape[1:]))
 
     @property
+    def discrete(self) -> bool:
+        """True when the actions are ``(N,)`` integer indices (a Discrete action space)."""
+        return self.actions.ndim == 1 and np.issubdtype(self.actions.dtype, np.integer)
+
+    @property
     def act_dim(self) -> int:
+        """The continuous action dimension ``A`` (a discrete dataset has none: an error says so)."""
+        check(
+            not self.discrete,
+            f"dataset {self.info.name} has discrete actions, which have no action dimension",
+            "use it with a discrete-action agent (DQN), or use a dataset with continuous actions",
+        )
         return int(self.actions.shape[1])
 
     @classmethod
@@ -121,7 +134,7 @@ class Transitions:
         starts = np.concatenate([np.arange(len(e["rewards"])) == 0 for e in eps])
         return cls(
             observations=cat("observations", np.float32, slice(None, -1)),
-            actions=cat("actions", np.float32).reshape(len(starts), -1),
+            actions=_episode_actions(eps, len(starts)),
             rewards=cat("rewards", np.float32).reshape(-1),
             next_observations=cat("observations", np.float32, slice(1, None)),
             terminals=cat("terminations", bool).reshape(-1),
@@ -149,11 +162,7 @@ class Transitions:
                 f"{where}: field '{name}' has {arr.shape[0]} rows but 'observations' has {n}",
                 "every field must have one row per transition; the file is inconsistent or truncated",
             )
-        check(
-            self.actions.ndim == 2,
-            f"{where}: actions have shape {self.actions.shape}, expected (N, action_dim)",
-            "store continuous actions as a 2-D array",
-        )
+        self._validate_actions(where)
         check(
             self.next_observations.shape == self.observations.shape,
             f"{where}: next_observations shape {self.next_observations.shape} != observations shape "
@@ -173,8 +182,51 @@ class Transitions:
                 )
         return self
 
+    def _validate_actions(self, where: str) -> None:
+        a = self.actions
+        if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
+            check(
+                a.ndim == 1 and a.dtype != bool,
+                f"{where}: integer actions have shape {a.shape} and dtype {a.dtype}, expected (N,) "
+                "action indices",
+                "store discrete actions as a 1-D integer array, continuous ones as a 2-D float array",
+            )
+            check(
+                int(a.min()) >= 0,
+                f"{where}: discrete action at row {int(np.argmax(a < 0))} is {int(a.min())}, below 0",
+                "discrete actions are indices 0..n-1; remap the dataset's actions",
+            )
+            return
+        check(
+            a.ndim == 2,
+            f"{where}: actions have shape {a.shape}, expected (N, action_dim)",
+            "store continuous actions as a 2-D float array (discrete ones as a 1-D integer array)",
+        )
+
+    def check_action_count(self, num_actions: int, where: str = "dataset") -> None:
+        """Raise unless the actions are discrete indices below ``num_actions``."""
+        check(
+            self.discrete,
+            f"{where} has {self.actions.shape[1] if self.actions.ndim == 2 else '?'}-dim continuous "
+            f"actions; the environment has {num_actions} discrete actions",
+            "use a dataset with discrete actions, collected in that environment",
+        )
+        top = int(self.actions.max())
+        check(
+            top < num_actions,
+            f"{where}: action {top} at row {int(np.argmax(self.actions == top))} is outside the "
+            f"environment's {num_actions} discrete actions (0..{num_actions - 1})",
+            "use the environment the data was collected in",
+        )
+
     def check_action_bounds(self, low: np.ndarray, high: np.ndarray, where: str = "dataset") -> None:
         """Raise if any action lies outside ``[low, high]`` (tolerance 1e-5)."""
+        check(
+            not self.discrete,
+            f"{where} has discrete actions; the environment has a {len(np.shape(low))}-D Box of "
+            "continuous actions",
+            "use a dataset with continuous actions, collected in that environment",
+        )
         low = np.broadcast_to(np.asarray(low, np.float64), (self.act_dim,))
         high = np.broadcast_to(np.asarray(high, np.float64), (self.act_dim,))
         too_low = self.actions < low - 1e-5
@@ -189,11 +241,11 @@ class Transitions:
             )
 
     def astype(self, dtype: np.dtype = np.float32) -> Transitions:
-        """Float fields in ``dtype``, flags as bool."""
+        """Float fields in ``dtype`` (discrete actions stay int64), flags as bool."""
         return replace(
             self,
             observations=np.asarray(self.observations, dtype),
-            actions=np.asarray(self.actions, dtype),
+            actions=np.asarray(self.actions, np.int64 if self.discrete else dtype),
             rewards=np.asarray(self.rewards, dtype),
             next_observations=np.asarray(self.next_observations, dtype),
             terminals=np.asarray(self.terminals, bool),
@@ -220,6 +272,20 @@ class Transitions:
             h.update(str(arr.shape).encode())
             h.update(arr.tobytes())
         return h.hexdigest()
+
+
+def _episode_actions(eps: list, n: int) -> np.ndarray:
+    a = action_array(np.concatenate([np.asarray(e["actions"]).reshape(len(e["rewards"]), -1) for e in eps]))
+    return a if a.ndim == 1 else a.reshape(n, -1)
+
+
+def action_array(actions: np.ndarray) -> np.ndarray:
+    """Actions in the exchange form: integer indices (``(N,)`` or ``(N, 1)``) as ``(N,)`` int64
+    (discrete), anything else as float32 of the same shape (continuous)."""
+    a = np.asarray(actions)
+    if np.issubdtype(a.dtype, np.integer) and a.ndim in (1, 2) and a.size == len(a):
+        return a.reshape(len(a)).astype(np.int64)
+    return a.astype(np.float32)
 
 
 class TensorBatch(NamedTuple):
@@ -564,7 +630,8 @@ class TransitionStore:
         Observations are flattened (the packed layout) unless ``flatten=False``."""
         n = len(t)
         shape = (t.obs_dim,) if flatten else tuple(t.observations.shape[1:])
-        store = cls(n, obs_shape=shape, act_dim=t.act_dim, device=device)
+        kind = {"discrete": True} if t.discrete else {"act_dim": t.act_dim}
+        store = cls(n, obs_shape=shape, device=device, **kind)
         store.add(
             t.observations.reshape(n, -1) if flatten else t.observations,
             t.actions,

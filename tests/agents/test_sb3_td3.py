@@ -138,7 +138,7 @@ def test_learn_offline_bad_input(pendulum_medium):
         offline_model([BC()], buffer_size=1000).learn_offline(pendulum_medium, gradient_steps=10)
     with pytest.raises(RlregError, match="gradient_steps must be a positive integer"):
         offline_model([BC()]).learn_offline(pendulum_medium, gradient_steps=0)
-    with pytest.raises(RlregError, match="obs dim"):
+    with pytest.raises(RlregError, match=r"observations of 3 values; the model's are \(2,\)"):
         TD3("MlpPolicy", "MountainCarContinuous-v0", **dict(KW, buffer_size=100_000)).learn_offline(
             pendulum_medium, gradient_steps=10
         )

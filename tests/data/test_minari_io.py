@@ -175,7 +175,9 @@ def test_write_rejects_bad_input(tmp_path: Path) -> None:
         write_default(tmp_path, ref_min_score=None)
     with pytest.raises(RlregError, match="not registered"):
         write_default(tmp_path, env_id="NoSuchEnv-v3")
-    with pytest.raises(RlregError, match="only Box is supported"):
+    with pytest.raises(RlregError, match="only Box and Discrete are supported"):
+        write_default(tmp_path, env_id=None, action_space=gym.spaces.MultiDiscrete([2, 3]))
+    with pytest.raises(RlregError, match=r"actions have shape \(5, 1\), expected \(5,\)"):
         write_default(tmp_path, env_id=None, action_space=gym.spaces.Discrete(3))
     with pytest.raises(RlregError, match="required when env_id is None"):
         write_minari(DATASET_ID, make_episodes(), root=tmp_path)
@@ -190,23 +192,39 @@ def test_write_rejects_bad_input(tmp_path: Path) -> None:
     assert not (tmp_path / DATASET_ID).exists()
 
 
-def test_load_rejects_non_box_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _write_buffers(root: Path, dataset_id: str, actions: np.ndarray, space: gym.spaces.Space) -> None:
     from minari.data_collector import EpisodeBuffer
 
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     buf = EpisodeBuffer(
-        observations=np.zeros((3, 3), np.float32),
-        actions=np.array([0, 1]),
-        rewards=np.zeros(2),
+        observations=np.arange(9, dtype=np.float32).reshape(3, 3),
+        actions=actions,
+        rewards=np.array([1.0, 2.0]),
         terminations=np.array([False, True]),
         truncations=np.zeros(2, bool),
     )
     with pytest.warns(UserWarning):
-        minari.create_dataset_from_buffers(
-            "discrete-v0", [buf], observation_space=OBS_SPACE, action_space=gym.spaces.Discrete(2)
-        )
-    with pytest.raises(RlregError, match="action space is Discrete, only Box is supported"):
-        load_minari("discrete-v0", root=tmp_path)
+        minari.create_dataset_from_buffers(dataset_id, [buf], observation_space=OBS_SPACE, action_space=space)
+
+
+def test_load_discrete_dataset_keeps_integer_action_indices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    _write_buffers(tmp_path, "discrete-v0", np.array([2, 1]), gym.spaces.Discrete(3))
+    t = load_minari("discrete-v0", root=tmp_path)
+    assert t.discrete and t.actions.dtype == np.int64 and t.actions.tolist() == [2, 1]
+    assert t.observations.tolist() == [[0, 1, 2], [3, 4, 5]] and t.terminals.tolist() == [False, True]
+    with pytest.raises(RlregError, match="discrete actions, which have no action dimension"):
+        t.act_dim
+
+
+def test_load_rejects_an_action_space_neither_box_nor_discrete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    _write_buffers(tmp_path, "multi-v0", np.array([[0, 1], [1, 0]]), gym.spaces.MultiBinary(2))
+    with pytest.raises(RlregError, match="action space is MultiBinary, only Box and Discrete are supported"):
+        load_minari("multi-v0", root=tmp_path)
 
 
 @pytest.mark.parametrize("how", ["missing", "truncated"])
