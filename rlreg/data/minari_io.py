@@ -196,8 +196,8 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
     Raises:
         RlregError: the dataset is not in the local root, its ``metadata.json`` or HDF5 data file
             is missing, truncated or damaged (the message names the file and how to restore it),
-            it cannot be read, has a non-Box observation space or an action space neither Box nor Discrete, inconsistent episodes, no steps, or NaN/inf
-            values.
+            it cannot be read, has a non-Box observation space or an action space neither Box nor
+            Discrete, inconsistent episodes, no steps, or NaN/inf values.
     """
     import minari
 
@@ -259,7 +259,9 @@ def load_minari(dataset_id: str, *, root: str | os.PathLike | None = None) -> Tr
 
 
 def _episode_buffers(
-    episodes: Sequence[dict[str, np.ndarray]], observation_space: gym.spaces.Box, action_space: gym.spaces.Space
+    episodes: Sequence[dict[str, np.ndarray]],
+    observation_space: gym.spaces.Box,
+    action_space: gym.spaces.Space,
 ) -> list:
     """Check whole-episode arrays and wrap them in Minari ``EpisodeBuffer`` objects."""
     from minari.data_collector import EpisodeBuffer

@@ -194,7 +194,8 @@ def test_learn_offline_on_image_observations_stores_them_unnormalised():
     )
     m.learn_offline(data, gradient_steps=50)
     assert m.obs_normalizer is None and m.replay_buffer.observations.dtype == np.uint8
-    assert np.array_equal(m.replay_buffer.observations[: len(data), 0], data.observations.reshape(-1, 4, 10, 10))
+    stored = m.replay_buffer.observations[: len(data), 0]
+    assert np.array_equal(stored, data.observations.reshape(-1, 4, 10, 10))
     assert np.isfinite(m.logger.name_to_value["train/loss"])
     with pytest.raises(RlregError, match="normalize_obs=True, but the observations are uint8"):
         m.learn_offline(data, gradient_steps=1, normalize_obs=True)

@@ -215,7 +215,7 @@ def test_load_discrete_dataset_keeps_integer_action_indices(
     assert t.discrete and t.actions.dtype == np.int64 and t.actions.tolist() == [2, 1]
     assert t.observations.tolist() == [[0, 1, 2], [3, 4, 5]] and t.terminals.tolist() == [False, True]
     with pytest.raises(RlregError, match="discrete actions, which have no action dimension"):
-        t.act_dim
+        _ = t.act_dim
 
 
 def test_load_rejects_an_action_space_neither_box_nor_discrete(
