@@ -246,6 +246,17 @@ def test_write_then_read_round_trip_with_attributes(tmp_path: Path) -> None:
     assert (t.info.ref_min_score, t.info.ref_max_score, t.info.normalizer) == (-5.0, 5.0, "rlreg")
 
 
+def test_discrete_actions_round_trip_as_int64_indices(tmp_path: Path) -> None:
+    data = three_episodes()
+    data["actions"] = np.arange(len(data["rewards"])) % 3
+    path = write_d4rl_hdf5(tmp_path / "discrete.hdf5", **data)
+    with h5py.File(path, "r") as f:
+        assert f["actions"].dtype == np.int64 and f["actions"].ndim == 1
+    t = read_d4rl_hdf5(path)
+    assert t.discrete and t.actions.dtype == np.int64
+    assert_matches_reference(t, data)
+
+
 def test_write_overwrites_atomically_and_keeps_next_observations(tmp_path: Path) -> None:
     data = three_episodes()
     path = tmp_path / "d.hdf5"

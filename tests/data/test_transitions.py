@@ -69,6 +69,75 @@ def test_action_bounds_check():
         t.check_action_bounds(-np.ones(2), np.ones(2))
 
 
+def discrete(n: int = 10, num_actions: int = 3) -> Transitions:
+    t = make(n)
+    t.actions = np.arange(n, dtype=np.int64) % num_actions
+    return t
+
+
+def test_discrete_actions_are_integer_indices_and_validate():
+    t = discrete().validate()
+    assert t.discrete and not make().discrete and t.obs_dim == 3
+    assert t.astype().actions.dtype == np.int64  # astype keeps indices as indices
+    t.check_action_count(3)
+    with pytest.raises(RlregError, match="action 3 at row 3 is outside the environment's 3 discrete"):
+        discrete(num_actions=4).check_action_count(3)
+    with pytest.raises(RlregError, match="discrete actions, which have no action dimension"):
+        _ = t.act_dim
+    with pytest.raises(RlregError, match="has discrete actions; the environment has a 1-D Box"):
+        t.check_action_bounds(-np.ones(2), np.ones(2))
+    with pytest.raises(RlregError, match="2-dim continuous actions; the environment has 3 discrete"):
+        make().check_action_count(3)
+
+
+def test_discrete_actions_bad_input():
+    bad = discrete()
+    bad.actions = bad.actions - 1
+    with pytest.raises(RlregError, match="discrete action at row 0 is -1, below 0"):
+        bad.validate()
+    bad.actions = np.zeros((10, 2), np.int64)
+    with pytest.raises(RlregError, match=r"integer actions have shape \(10, 2\)"):
+        bad.validate()
+    bad.actions = np.zeros(10, bool)
+    with pytest.raises(RlregError, match="dtype bool, expected .N,. action indices"):
+        bad.validate()
+    bad.actions = np.zeros(10, np.float32)  # 1-D float: not coerced into either form
+    with pytest.raises(RlregError, match=r"actions have shape \(10,\), expected \(N, action_dim\)"):
+        bad.validate()
+
+
+def test_from_episodes_keeps_discrete_actions_and_flattens_continuous_ones():
+    from rlreg.data.transitions import DatasetInfo, action_array
+
+    def episode(actions: np.ndarray) -> dict:
+        t = len(actions)
+        return {
+            "observations": np.zeros((t + 1, 2)),
+            "actions": actions,
+            "rewards": np.ones(t),
+            "terminations": np.eye(1, t, t - 1, dtype=bool)[0],
+            "truncations": np.zeros(t, bool),
+        }
+
+    d = Transitions.from_episodes([episode(np.array([1, 0])), episode(np.array([[2]]))], DatasetInfo("d"))
+    assert d.actions.dtype == np.int64 and d.actions.tolist() == [1, 0, 2]
+    c = Transitions.from_episodes([episode(np.array([0.5, -0.5]))], DatasetInfo("c"))
+    assert c.actions.dtype == np.float32 and c.actions.shape == (2, 1)
+    assert action_array(np.array([[1], [2]], np.int32)).tolist() == [1, 2]
+    assert action_array(np.array([[1, 2]], np.int32)).shape == (1, 2)  # (N, 2) integers: not indices
+
+
+def test_store_from_discrete_transitions_samples_integer_actions():
+    t = discrete(50)
+    store = TransitionStore.from_transitions(t)
+    assert store.discrete and not store.packed
+    idx = torch.randint(0, 50, (8,), generator=torch.Generator().manual_seed(0))
+    b = store.sample(8, torch.Generator().manual_seed(0))
+    assert b.actions.dtype == torch.int64
+    np.testing.assert_array_equal(b.actions.numpy(), t.actions[idx.numpy()])
+    np.testing.assert_array_equal(b.observations.numpy(), t.observations[idx.numpy()])
+
+
 def test_normalizer_and_reward_transform():
     obs = np.array([[0.0, 10.0], [2.0, 10.0]], np.float32)
     norm = ObsNormalizer.from_observations(obs, eps=1e-3)

@@ -58,11 +58,15 @@ def test_incomplete_folder_is_remade(tmp_path, capsys):
     assert (root / again / "rlreg.json").is_file()
 
 
-def test_minari_and_d4rl_exports_agree(rlreg_home, tmp_path):
-    make_dataset("pendulum-expert-v0", size=1000, seed=1)
-    path = export_d4rl("pendulum-expert-v0", tmp_path / "p.hdf5", size=1000, seed=1)
-    m = load_minari("rlreg/pendulum/expert-size1000-seed1-v0", root=rlreg_home / "minari")
+@pytest.mark.parametrize("env", ["pendulum", "cartpole"])
+def test_minari_and_d4rl_exports_agree(rlreg_home, tmp_path, env):
+    make_dataset(f"{env}-expert-v0", size=1000, seed=1)
+    path = export_d4rl(f"{env}-expert-v0", tmp_path / "p.hdf5", size=1000, seed=1)
+    m = load_minari(f"rlreg/{env}/expert-size1000-seed1-v0", root=rlreg_home / "minari")
     d = read_d4rl_hdf5(path)
+    # continuous actions are (N, A) float32, CartPole's discrete ones (N,) int64 in both readers
+    want = (np.int64, 1) if env == "cartpole" else (np.float32, 2)
+    assert (d.actions.dtype, d.actions.ndim) == (m.actions.dtype, m.actions.ndim) == want
     # the D4RL reader follows qlearning_dataset: timeout transitions and the final row are dropped
     keep = ~m.timeouts
     keep[-1] = False
@@ -70,7 +74,7 @@ def test_minari_and_d4rl_exports_agree(rlreg_home, tmp_path):
     np.testing.assert_array_equal(d.next_observations, m.next_observations[keep])
     np.testing.assert_array_equal(d.actions, m.actions[keep])
     np.testing.assert_array_equal(d.rewards, m.rewards[keep])
-    assert d.info.env_id == m.info.env_id == "Pendulum-v1"
+    assert d.info.env_id == m.info.env_id == {"pendulum": "Pendulum-v1", "cartpole": "CartPole-v1"}[env]
     assert (d.info.ref_min_score, d.info.ref_max_score) == (m.info.ref_min_score, m.info.ref_max_score)
     # keeping timeouts, the D4RL reader returns exactly what the Minari reader returns
     full = read_d4rl_hdf5(path, keep_timeouts=True)
@@ -87,6 +91,25 @@ def test_reference_scores_bracket_the_levels(pendulum_medium):
     assert lo < -1000 and -250 < hi < -100
     medium = t.info.normalized_score(float(t.episode_returns().mean()))
     assert 20 < medium < 80
+
+
+def test_cartpole_suite_has_discrete_actions_and_ordered_levels(cartpole_medium, tmp_path):
+    """The discrete suite: int64 action indices, D4RL-style references (uniform random 0, the
+    noiseless controller 100) and levels in order of their normalized score."""
+    from rlreg.envs.datasets import cartpole
+
+    t = load_dataset(cartpole_medium, progress=False)
+    assert t.discrete and t.actions.dtype == np.int64 and set(np.unique(t.actions)) == {0, 1}
+    assert t.info.env_id == "CartPole-v1" and len(t) == 100_000
+    lo, hi = t.info.ref_min_score, t.info.ref_max_score
+    assert 15 < lo < 30 and hi == 500.0  # the controller balances the pole for all 500 steps
+    scores = {}
+    for level in ("random", "medium", "expert"):
+        ds = make_dataset(f"cartpole-{level}-v0", size=5000, root=tmp_path, progress=False)
+        d = load_minari(ds, root=tmp_path)
+        scores[level] = d.info.normalized_score(float(d.episode_returns()[:-1].mean()))
+    assert scores["random"] < 10 < scores["medium"] < 60 < scores["expert"]
+    assert cartpole.controller(np.zeros((1, 4), np.float32)).dtype == np.int64
 
 
 def test_status_lists_the_suite(pendulum_medium):
