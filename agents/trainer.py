@@ -207,7 +207,15 @@ def _evaluator(
 def _load_data(cfg: dict[str, Any], progress: bool) -> Transitions:
     from rlreg.envs.datasets import load_dataset
 
-    return load_dataset(cfg["dataset"], progress=progress).validate(where=f"dataset {cfg['dataset']}")
+    data = load_dataset(cfg["dataset"], progress=progress).validate(where=f"dataset {cfg['dataset']}")
+    check(
+        not data.discrete,
+        f"dataset {cfg['dataset']} has discrete actions; rlreg's own offline agents need continuous "
+        "ones (its DQN agents train online, on MinAtar)",
+        "train it offline with SB3's DQN: rlreg.agents.sb3.DQN('MlpPolicy', env, "
+        f"...).learn_offline('{cfg['dataset']}', gradient_steps=...)",
+    )
+    return data
 
 
 def build_run(cfg: dict[str, Any], progress: bool = False) -> Run:
@@ -284,9 +292,11 @@ def _problem(
     if cfg.get("dataset") is not None:
         check(
             agent_cls.action_space == "continuous",
-            f"the {cfg['agent']} agent trains online only (offline datasets of discrete actions are "
-            "not supported)",
-            "pass --env minatar:<game> (asterix, breakout, freeway, seaquest, space_invaders), no --dataset",
+            f"the {cfg['agent']} agent trains online only (rlreg's own agents do not train offline on "
+            "discrete actions yet)",
+            "pass --env minatar:<game> (asterix, breakout, freeway, seaquest, space_invaders), no "
+            "--dataset; or train a discrete dataset offline with SB3's DQN: "
+            "rlreg.agents.sb3.DQN(...).learn_offline(DATASET, gradient_steps=...)",
         )
         check(
             tc.num_envs == 1,

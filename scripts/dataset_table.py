@@ -20,7 +20,7 @@ LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("env", help="hopper, halfcheetah, walker2d or pendulum")
+    p.add_argument("env", help="hopper, halfcheetah, walker2d, pendulum or cartpole")
     p.add_argument("--make", action="store_true", help="make missing datasets first")
     args = p.parse_args()
     d4rl = D4RL_REF_SCORES.get(args.env)

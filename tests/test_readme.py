@@ -43,3 +43,16 @@ def test_stable_baselines3_examples_run(pendulum_medium, monkeypatch, capsys):
         exec(compile(code, f"README.md (Use with Stable-Baselines3, block {index})", "exec"), {})
     printed = capsys.readouterr().out
     assert "offline score" in printed and "online return" in printed
+
+
+def test_stable_baselines3_offline_dqn_line_runs(cartpole_medium):
+    """The inline offline DQN example of the SB3 section, with its budget cut."""
+    text = README.read_text()
+    section = text[text.index("### Use with Stable-Baselines3") :]
+    code = re.search(r"`(DQN\(\"MlpPolicy\", \"CartPole-v1\".*?learn_offline\(.*?\))`", section, flags=re.S)
+    assert code, "no inline offline DQN example"
+    line = code.group(1).replace("\n", " ").replace("10_000", "300")
+    env = {}
+    exec("from rlreg.agents.sb3 import DQN\nfrom rlreg.regularizers import Munchausen", env)
+    out = eval(compile(line, "README.md (offline DQN)", "eval"), env)
+    assert out["dataset"] == "cartpole-medium-v0" and out["gradient_steps"] == 300

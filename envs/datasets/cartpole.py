@@ -5,13 +5,13 @@ The behaviour policy is a hand-written linear controller: push right (action 1) 
 which balances the pole for the whole 500-step episode. A level takes a uniformly random action
 with probability ε instead (ε-greedy, as the DQN-replay and MinAtar offline datasets are made):
 
-======================  =============================  =====================
-name                    behaviour                      mean return (approx.)
-======================  =============================  =====================
-cartpole-random-v0      uniform actions                22
-cartpole-medium-v0      controller, ε = 0.4            180
-cartpole-expert-v0      controller, ε = 0.1            500
-======================  =============================  =====================
+======================  =============================  ===========================
+name                    behaviour                      dataset mean return
+======================  =============================  ===========================
+cartpole-random-v0      uniform actions                22 (normalized 0.2)
+cartpole-medium-v0      controller, ε = 0.4            215 (normalized 40.5)
+cartpole-expert-v0      controller, ε = 0.1            500 (normalized 100, no terminals)
+======================  =============================  ===========================
 
 Reference scores (normalized 0 and 100): the uniform random policy and the noiseless controller,
 100 episodes each, as D4RL's random/expert references.

@@ -199,6 +199,17 @@ def test_unknown_dataset_lists_valid(rlreg_home, capsys, tmp_path):
     assert "unknown dataset 'hopper-mediun-v0'" in e and "pendulum-medium-v0" in e and "d4rl:" in e
 
 
+@pytest.mark.parametrize("recipe", ["td3bc", "dqn"])
+def test_a_discrete_dataset_is_refused_by_rlregs_offline_trainer(cartpole_medium, capsys, tmp_path, recipe):
+    out = tmp_path / recipe
+    assert main(["train", recipe, "--dataset", cartpole_medium, "--out", str(out), "--steps", "10"]) == 2
+    e = err(capsys)
+    problem = {"td3bc": "dataset cartpole-medium-v0 has discrete actions", "dqn": "trains online only"}
+    assert problem[recipe] in e and "learn_offline" in e
+    assert len(e.strip().splitlines()) == 2  # the problem and its fix, no traceback
+    assert not (out / "checkpoint.pt").exists()
+
+
 def test_set_unknown_key_and_bad_type(capsys):
     assert main(["train", "td3bc", "--dataset", "pendulum-medium-v0", "--set", "agent.alpah=2"]) == 2
     assert "'agent' has no setting 'alpah'" in (e := err(capsys)) and "alpha" in e
