@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from rlreg.envs.registry import check_env_available
+from rlreg.envs.registry import check_env_available, resolve_env_id
 
 __all__ = ["EvalResult", "Evaluator", "MinAtarEvaluator"]
 
@@ -44,7 +44,7 @@ class Evaluator:
         check_env_available(env_id)
         self.env_id, self.episodes, self.seed = env_id, int(episodes), int(seed)
         self.env = gym.make_vec(
-            env_id, num_envs=self.episodes, vectorization_mode="sync", **(env_kwargs or {})
+            resolve_env_id(env_id), num_envs=self.episodes, vectorization_mode="sync", **(env_kwargs or {})
         )
 
     @property

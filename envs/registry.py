@@ -22,6 +22,7 @@ __all__ = [
     "make_env",
     "check_env_available",
     "minatar_game",
+    "resolve_env_id",
 ]
 
 # D4RL dataset prefix → Gymnasium env id.
@@ -75,8 +76,29 @@ def env_id_for_dataset(name: str) -> str | None:
     return None
 
 
+_RLREG_NAMESPACES = {"rlreg/dmc-": "rlreg.envs.dmc", "rlreg/MinAtar-": "rlreg.envs.minatar"}
+"""Id prefixes of rlreg's own Gymnasium envs → the module whose import registers them."""
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The Gymnasium id an ``--env`` names: ``dmc:<domain>-<task>`` → ``rlreg/dmc-<domain>-<task>-v0``
+    (an unknown task stops with the valid ones); rlreg's own ids get their module imported, so
+    they are registered; anything else is returned as it is."""
+    import importlib
+
+    if env_id.lower().startswith("dmc:"):
+        from rlreg.envs.dmc import dmc_env_id, dmc_task
+
+        return dmc_env_id(*dmc_task(env_id.split(":", 1)[1]))
+    for prefix, module in _RLREG_NAMESPACES.items():
+        if env_id.startswith(prefix):
+            importlib.import_module(module)
+    return env_id
+
+
 def check_env_available(env_id: str) -> None:
     """Raise a clear error when ``env_id`` cannot be built here (unknown, or a missing extra)."""
+    env_id = resolve_env_id(env_id)
     if env_id.startswith("antmaze") or "AntMaze" in env_id:
         raise RlregError(
             f"environment '{env_id}' (antmaze) is not available: it needs Gymnasium-Robotics",
@@ -102,4 +124,4 @@ def check_env_available(env_id: str) -> None:
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` with rlreg's error messages."""
     check_env_available(env_id)
-    return gym.make(env_id, **kwargs)
+    return gym.make(resolve_env_id(env_id), **kwargs)
