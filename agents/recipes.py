@@ -298,6 +298,7 @@ _KNOWN_ENVS = frozenset(
         "invertedpendulum",
         "inverteddoublependulum",
         "pendulum",
+        "cartpole",
         "maze2d",
         "pointmaze",
         "kitchen",
@@ -351,7 +352,7 @@ def env_name(raw: str | None) -> str | None:
 
     ``HalfCheetah-v5`` → ``halfcheetah``, ``Walker2d-v5`` → ``walker2d``, ``Pendulum-v1`` →
     ``pendulum``, ``AntMaze_UMaze-v4`` → ``antmaze``, ``half_cheetah`` → ``halfcheetah``;
-    an unknown environment (``CartPole-v1``, ``minatar:breakout``) gives None.
+    an unknown environment (``Acrobot-v1``, ``minatar:breakout``) gives None.
     """
     if not raw:
         return None
