@@ -165,6 +165,9 @@ class _View:
                 return self._agent.critic_target.forward_features(obs, act)[1]
         return self._agent.critic.forward_features(obs, act)[1]
 
+    def critic_output_weights(self) -> torch.Tensor:
+        return self._agent.critic.output_weights()
+
     def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None:
         self._agent._metrics[f"reg/{reg.name}/{key}"] = value.detach()
 
@@ -364,17 +367,19 @@ class TD3Agent(Agent):
         """Critic step when regularizers add critic terms: the gradient of the whole critic loss
         w.r.t. the critic's weights by autograd (whatever view functions the terms used)."""
         obs, act, next_obs = batch.observations, batch.actions, batch.next_observations
+        next_fn = None
         if self._need_features:
             q, features = self.critic.forward_features(obs, act)
-            with torch.no_grad():
-                _, next_features = self.critic.forward_features(next_obs, self.actor(next_obs))
+
+            def next_fn() -> torch.Tensor:  # φ(s', π(s')), computed only if a regularizer asks
+                return self.critic.forward_features(next_obs, self.actor(next_obs))[1]
         else:
-            q, features, next_features = self.critic(obs, act), None, None
+            q, features = self.critic(obs, act), None
         sq = (q - target).square()
         critic_loss = (sq if weights is None else sq * weights).mean(1).sum()
         metrics["train/critic_loss"] = critic_loss.detach()
         metrics["train/q_mean"] = q.detach().mean()
-        ctx = CriticContext(q, target, features, next_features, next_target_features)
+        ctx = CriticContext(q, target, features, None, next_target_features, next_fn)
         for r in self.regularizers:
             critic_loss = add_terms(critic_loss, r.critic_terms(batch, ctx, self.view), r.name, metrics)
         (grad,) = torch.autograd.grad(critic_loss, [self.critic.net.flat])

@@ -1012,6 +1012,14 @@ class Critic(nn.Module):
             h = h.unsqueeze(0)
         return q.reshape(self.n_heads, -1), h
 
+    def output_weights(self) -> torch.Tensor:
+        """``(E, H)`` weights of each head's output layer (``Q_e = w_eᵀ φ_e + b_e``), no gradient
+        (stacked: ``(K, E, H)``)."""
+        with torch.no_grad():
+            w = self.net.member_views(self.net.flat)[self.net._lin[-1]]  # (members, 1, H)
+            w = w.reshape(-1, w.shape[-1])
+            return w if self.copies is None else w.reshape(self.copies, self.n_heads, -1)
+
     def q1(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Head 1, ``(B,)`` (stacked: ``(K, B)``), differentiable as :meth:`forward` is: the gradient
         reaches head 1's weights and the inputs; the other heads get zero gradient."""

@@ -128,6 +128,8 @@ class RegularizedMixin:
         self._view = self._make_view()
         self.regularizer_state = RegularizerState(self)
         self._sink: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._need_features = any(r.needs_critic_features for r in self.regularizers)
+        self._next_target_features: torch.Tensor | None = None
         self.setup_regularizers()
 
     def _make_view(self) -> Any:
@@ -170,7 +172,14 @@ class RegularizedMixin:
 
     def _excluded_save_params(self) -> list[str]:
         # regularizers hold indexes, thread pools and tensors: rebuilt from their specs on load
-        names = ["regularizers", "_view", "_offline_only", "regularizer_state", "_sink"]
+        names = [
+            "regularizers",
+            "_view",
+            "_offline_only",
+            "regularizer_state",
+            "_sink",
+            "_next_target_features",
+        ]
         return [*super()._excluded_save_params(), *names]  # type: ignore[misc]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -254,8 +263,11 @@ class ActorCriticViewBase:
         """``(E, B, H)``: each Q network's input to its last layer."""
         critic = self._m.critic_target if target else self._m.critic
         with torch.set_grad_enabled(torch.is_grad_enabled() and not target):
-            x = torch.cat([critic.extract_features(obs, critic.features_extractor), act], dim=1)
-            return torch.stack([q[:-1](x) for q in critic.q_networks])
+            return q_and_features(critic, obs, act)[1]
+
+    def critic_output_weights(self) -> torch.Tensor:
+        """``(E, H)``: each online Q network's last-layer weight, no gradient."""
+        return torch.stack([q[-1].weight.detach()[0] for q in self._m.critic.q_networks])
 
     def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None:
         self._m._sink[f"train/{reg.name}/{key}"].append(value.detach())
@@ -296,13 +308,40 @@ def critic_targets(model: Any, batch: Any, y: torch.Tensor) -> tuple[torch.Tenso
     return y, weights
 
 
+def q_and_features(
+    critic: Any, obs: torch.Tensor, act: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """An SB3 ``ContinuousCritic``'s forward, also returning each Q network's penultimate features:
+    ``([Q_e (B, 1)], (E, B, H))``, the same values as ``critic(obs, act)`` from the same pass."""
+    x = torch.cat([critic.extract_features(obs, critic.features_extractor), act], dim=1)
+    feats = [q[:-1](x) for q in critic.q_networks]
+    return [q[-1](f) for q, f in zip(critic.q_networks, feats, strict=True)], torch.stack(feats)
+
+
+def target_q(model: Any, next_obs: torch.Tensor, next_act: torch.Tensor) -> torch.Tensor:
+    """The target critics' ``(B, E)`` values at (s', a') (no grad); where a regularizer needs critic
+    features, their ``(E, B, H)`` features from the same pass are kept for :func:`critic_step`."""
+    if not getattr(model, "_need_features", False):
+        return torch.cat(model.critic_target(next_obs, next_act), dim=1)
+    qs, model._next_target_features = q_and_features(model.critic_target, next_obs, next_act)
+    return torch.cat(qs, dim=1)
+
+
 def critic_step(
     model: Any, batch: Any, target: torch.Tensor, weights: Any, factor: float | None = None
 ) -> float:
     """SB3's twin-critic step with the hooks: ``[factor ·] Σ_i mean_B w (Q_i(s, a) − y)²`` (SB3's
     ``Σ_i mse(Q_i, y)`` for w = 1; SAC's factor ½) plus every ``critic_terms`` hook; one optimizer
     step. Returns the loss."""
-    current = model.critic(batch.observations, batch.actions)
+    features = next_fn = None
+    if getattr(model, "_need_features", False):
+        current, features = q_and_features(model.critic, batch.observations, batch.actions)
+
+        def next_fn() -> torch.Tensor:  # φ(s', π(s')) of the online critic, only if asked for
+            nxt = batch.next_observations
+            return q_and_features(model.critic, nxt, model._view.policy(nxt))[1]
+    else:
+        current = model.critic(batch.observations, batch.actions)
     if weights is None:
         loss = sum(F.mse_loss(q, target) for q in current)
     else:
@@ -310,7 +349,8 @@ def critic_step(
     if factor is not None:
         loss = factor * loss
     if model.regularizers:
-        ctx = CriticContext(torch.cat(current, dim=1).T, target[:, 0])
+        q = torch.cat(current, dim=1).T
+        ctx = CriticContext(q, target[:, 0], features, None, model._next_target_features, next_fn)
         for r in model.regularizers:
             loss = loss + model._terms(r, r.critic_terms(batch, ctx, model._view))
     model.critic.optimizer.zero_grad()

@@ -41,6 +41,7 @@ from rlreg.agents.sb3.common import (
     critic_step,
     critic_targets,
     frozen,
+    target_q,
 )
 from rlreg.agents.sb3.offline import OfflineMixin, sample_with_rows
 from stable_baselines3.common.utils import polyak_update
@@ -150,7 +151,7 @@ class SAC(RegularizedMixin, OfflineMixin, sb3.SAC):
         discounts = data.discounts if data.discounts is not None else self.gamma
         with torch.no_grad():
             next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
-            next_q = torch.cat(self.critic_target(data.next_observations, next_actions), dim=1)
+            next_q = target_q(self, data.next_observations, next_actions)
             next_q, _ = torch.min(next_q, dim=1, keepdim=True)
             next_q = next_q - ent_coef * next_log_prob.reshape(-1, 1)
             target = data.rewards + (1 - data.dones) * discounts * next_q

@@ -46,6 +46,7 @@ from rlreg.agents.sb3.common import (
     critic_step,
     critic_targets,
     frozen,
+    target_q,
 )
 from rlreg.agents.sb3.offline import OfflineMixin, sample_with_rows
 from stable_baselines3.common.utils import polyak_update
@@ -151,7 +152,7 @@ class TD3(RegularizedMixin, OfflineMixin, sb3.TD3):
             noise = data.actions.clone().data.normal_(0, self.target_policy_noise)
             noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
             next_actions = (self.actor_target(data.next_observations) + noise).clamp(-1, 1)
-            next_q = torch.cat(self.critic_target(data.next_observations, next_actions), dim=1)
+            next_q = target_q(self, data.next_observations, next_actions)
             next_q, _ = torch.min(next_q, dim=1, keepdim=True)
             target = data.rewards + (1 - data.dones) * discounts * next_q
             if not self.regularizers:

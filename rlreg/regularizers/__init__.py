@@ -16,6 +16,7 @@ from rlreg.regularizers.base import (
     regularizer_names,
 )
 from rlreg.regularizers.bc import BC, BCConfig
+from rlreg.regularizers.beer import BEER, BEERConfig
 from rlreg.regularizers.dvw import DVW, DVWConfig
 from rlreg.regularizers.entropy import Entropy, EntropyConfig
 from rlreg.regularizers.munchausen import Munchausen, MunchausenConfig
@@ -30,6 +31,8 @@ __all__ = [
     "ActorCriticView",
     "BC",
     "BCConfig",
+    "BEER",
+    "BEERConfig",
     "CriticContext",
     "DVW",
     "DVWConfig",

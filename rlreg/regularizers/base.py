@@ -106,8 +106,12 @@ class CriticContext:
 
     ``q``: online Q of the batch's (s, a), shape ``(E, B)`` for an ensemble of E heads.
     ``target``: the TD target, ``(B,)``, detached. Feature fields are filled only when a
-    regularizer sets ``needs_critic_features``: penultimate-layer features of the online critic at
-    (s, a) and (s', π(s')), and of the target critic at (s', π̄(s')), each ``(E, B, H)``.
+    regularizer sets ``needs_critic_features``: penultimate-layer features, each ``(E, B, H)``, of
+    the online critic at (s, a) (``features``, from the same forward pass as ``q``, with gradient)
+    and of the target critic at (s', a') with the TD target's next action (``next_target_features``,
+    from the target's forward pass, detached). The online critic's features at (s', π(s'))
+    (no gradient) cost one more actor and critic pass, so they are computed on first use:
+    :meth:`next_online_features` (or given as ``next_features``).
     """
 
     q: torch.Tensor
@@ -115,6 +119,19 @@ class CriticContext:
     features: torch.Tensor | None = None
     next_features: torch.Tensor | None = None
     next_target_features: torch.Tensor | None = None
+    next_features_fn: Callable[[], torch.Tensor] | None = None
+
+    def next_online_features(self) -> torch.Tensor:
+        """The online critic's ``(E, B, H)`` features at (s', π(s')), no gradient (computed once)."""
+        if self.next_features is None:
+            check(
+                self.next_features_fn is not None,
+                "the online critic's next-state features are not available from this agent",
+                "use an agent that passes CriticContext.next_features_fn (rlreg's TD3, SB3's TD3/SAC)",
+            )
+            with torch.no_grad():
+                self.next_features = self.next_features_fn()
+        return self.next_features
 
 
 @runtime_checkable
@@ -131,6 +148,8 @@ class ActorCriticView(Protocol):
                               ``target=True``: the frozen target critic
     ``q1(obs, act)``          ``(B,)``, head 1 of ``q_values``: same differentiability
     ``features(obs, act)``    ``(E, B, H)`` penultimate features of the critic heads: same
+    ``critic_output_weights``  ``(E, H)`` last-layer weights of the online critic heads
+    ``()``                    (``Q_e = w_eᵀ φ_e + b_e``), no gradient
     ========================  ==========================================================
 
     What a term moves is fixed by the hook, not by the view function: ``actor_terms`` move the
@@ -170,6 +189,8 @@ class ActorCriticView(Protocol):
     def q1(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
 
     def features(self, obs: torch.Tensor, act: torch.Tensor, target: bool = False) -> torch.Tensor: ...
+
+    def critic_output_weights(self) -> torch.Tensor: ...
 
     def log(self, reg: Regularizer, key: str, value: torch.Tensor) -> None: ...
 
