@@ -92,6 +92,8 @@ class AgentProtocol(Protocol):
 
     def stats(self) -> dict[str, float]: ...
 
+    def evaluation_stats(self, episodes: list[Any]) -> dict[str, float]: ...
+
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
@@ -222,6 +224,20 @@ class Agent:
     def stats(self) -> dict[str, float]:
         """Host-side values logged with each metrics row (none by default)."""
         return {}
+
+    def evaluation_stats(self, episodes: list[Any]) -> dict[str, float]:
+        """Evaluation-time values logged with each evaluation row (none by default).
+
+        ``episodes`` are the evaluation's :class:`~rlreg.envs.evaluation.EvalEpisode` records, with the
+        observations as the agent sees them (normalized as in training). The loop records episodes
+        only for agents that override this method.
+        """
+        return {}
+
+    @classmethod
+    def has_evaluation_stats(cls) -> bool:
+        """True when the class overrides :meth:`evaluation_stats` (episodes are then recorded)."""
+        return cls.evaluation_stats is not Agent.evaluation_stats
 
     def policy_network(self) -> nn.Module | None:
         """The network saved as a policy file by ``train.snapshot_every`` (None: not supported)."""

@@ -259,6 +259,19 @@ class TD3Agent(Agent):
             config, spec.obs_dim, spec.act_dim, spec.action_low, spec.action_high, regularizers, device, seed
         )
 
+    @torch.no_grad()
+    def evaluation_stats(self, episodes: list[Any]) -> dict[str, float]:
+        """Q-estimation error of critic head 1 against the evaluation episodes' discounted returns
+        (:func:`~rlreg.envs.evaluation.q_estimation_error`): ``q_bias``, ``q_error``, ``q_mc``."""
+        from rlreg.envs.evaluation import q_estimation_error
+
+        def q1(obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+            o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+            a = torch.as_tensor(act, dtype=torch.float32, device=self.device)
+            return _head1(self.critic, o, a).cpu().numpy()
+
+        return q_estimation_error(episodes, q1, self.config.gamma)
+
     # ------------------------------------------------------------------ update
     def _prepare_actor(self, batch: TensorBatch) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """π(s) of ``batch`` (no grad, with the activations the actor step reuses); regularizers'

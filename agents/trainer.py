@@ -173,14 +173,23 @@ class Run:
                 "evaluation is disabled for this run (eval_episodes=0 or no environment)",
                 "pass --episodes N or set train.eval_episodes",
             )
-        res = ev.run(self.policy_fn())
+        record = self.agent.has_evaluation_stats() and isinstance(ev, Evaluator)
+        res = ev.run(self.policy_fn(), record=True) if record else ev.run(self.policy_fn())
         score = self.info.normalized_score(res.mean_return)
-        return {
+        row = {
             "return_mean": res.mean_return,
             "return_std": res.std_return,
             "length_mean": float(res.lengths.mean()),
             "score": float("nan") if score is None else score,
         }
+        if record:
+            norm = self.normalizer
+            episodes = [
+                dataclasses.replace(e, observations=norm(e.observations.reshape(len(e.rewards), -1)))
+                for e in res.episodes
+            ]
+            row.update(self.agent.evaluation_stats(episodes))
+        return row
 
 
 def _evaluator(
