@@ -55,7 +55,16 @@ def updates_per_s(run: Path) -> float | None:
     return statistics.median(rates) if rates else None
 
 
-def train(agent: str, seed: int, args: argparse.Namespace) -> None:
+def parse_agent(spec: str) -> tuple[str, str, list[str]]:
+    """``(label, recipe, sets)`` of an ``--agents`` entry: ``RECIPE`` or ``LABEL=RECIPE,KEY=VALUE,...``
+    (e.g. ``ddpg=beer,beer.beta=0``: the BEER recipe with its penalty off, reported as ``ddpg``)."""
+    head, *sets = spec.split(",")
+    label, _, recipe = head.partition("=")
+    return label, recipe or label, sets
+
+
+def train(spec: str, seed: int, args: argparse.Namespace) -> None:
+    agent, recipe, sets = parse_agent(spec)
     run = args.out / f"{agent}-s{seed}"
     evals = read_evals(run)
     if evals and evals[-1][0] >= args.steps:
@@ -67,7 +76,7 @@ def train(agent: str, seed: int, args: argparse.Namespace) -> None:
         cmd = [
             *rlreg,
             "train",
-            agent,
+            recipe,
             *(["--env", args.env] if args.env else ["--dataset", args.dataset]),
             "--seed",
             str(seed),
@@ -81,7 +90,7 @@ def train(agent: str, seed: int, args: argparse.Namespace) -> None:
             str(run),
         ]
         cmd += ["--set", f"train.checkpoint_every={args.checkpoint_every}"]
-        for kv in args.set or []:
+        for kv in [*(args.set or []), *sets]:
             cmd += ["--set", kv]
     cmd.append("--no-progress")
     print("$", " ".join(cmd), flush=True)
@@ -111,7 +120,8 @@ def report(args: argparse.Namespace) -> None:
     summary: dict[str, dict[str, list[float]]] = {}
     cols = ("agent", "final score", "mean of last 3 evals", "best eval", "mean of all evals", "seeds done")
     print(f"| {' | '.join(cols)} | updates/s |\n" + "|---" * (len(cols) + 1) + "|")
-    for agent in args.agents:
+    labels = [parse_agent(a)[0] for a in args.agents]
+    for agent in labels:
         runs = finished[agent] = {}
         stats: dict[str, list[float]] = {"final": [], "last 3": [], "best": [], "all evals": []}
         rates = []
@@ -133,8 +143,8 @@ def report(args: argparse.Namespace) -> None:
         rate = f"{statistics.median(rates):.0f}" if rates else "—"
         cells = " | ".join(fmt(stats[k]) for k in ("final", "last 3", "best", "all evals"))
         print(f"| {agent} | {cells} | {len(runs)}/{len(args.seeds)} | {rate} |")
-    first = args.agents[0]
-    for agent in args.agents[1:]:
+    first = labels[0]
+    for agent in labels[1:]:
         ts = {k: welch_t(summary[first][k], summary[agent][k]) for k in ("final", "last 3", "all evals")}
         shown = ", ".join(f"{k} {'—' if t is None else f'{t:+.1f}'}" for k, t in ts.items())
         print(f"\nWelch t, {agent} − {first} (over seeds): {shown}")
