@@ -156,6 +156,7 @@ class DMCEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
         self._low = np.asarray(act_spec.minimum, np.float64)
         self._high = np.asarray(act_spec.maximum, np.float64)
+        self._half_range = 0.5 * (self._high - self._low)
         self.action_space = gym.spaces.Box(-1.0, 1.0, act_spec.shape, np.float32)
         self._steps = 0
         self._started = False
@@ -180,8 +181,8 @@ class DMCEnv(gym.Env):
             ) from e
 
     def _obs(self, time_step: Any) -> np.ndarray:
-        parts = [np.asarray(v, np.float64).ravel() for v in time_step.observation.values()]
-        return np.concatenate(parts).astype(np.float32)
+        parts = [np.ravel(v) for v in time_step.observation.values()]
+        return np.concatenate(parts, dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -194,7 +195,7 @@ class DMCEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         check(self._started, "step() before reset()", "call env.reset() first")
         a = np.clip(np.asarray(action, np.float64).reshape(self.action_space.shape), -1.0, 1.0)
-        control = np.clip(self._low + (a + 1.0) * 0.5 * (self._high - self._low), self._low, self._high)
+        control = self._low + (a + 1.0) * self._half_range  # in [low, high] since a is in [-1, 1]
         reward, terminated = 0.0, False
         for _ in range(self.action_repeat):
             time_step = self._env.step(control)
