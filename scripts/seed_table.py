@@ -18,7 +18,10 @@ evaluation, mean over its episodes) as mean ± std over seeds, the mean of the l
 evaluations, and the best evaluation, with updates/s from the run's own metrics. With two or
 more agents, Welch's t of each agent against the first (over seeds; |t| > 2 is the usual bar).
 ``--curves`` also prints the learning curves: every run's score per evaluation, and per agent the
-mean ± std over seeds per evaluation.
+mean ± std over seeds per evaluation. ``--extra COL ...`` adds such curves for other columns: of
+eval.csv (``q_error``, ``q_bias``) or of the metrics logged at the evaluation steps
+(``reg/beer/srank``, ``reg/beer/cos``). An ``--agents`` entry ``LABEL=RECIPE,KEY=VALUE,...`` trains
+a recipe with settings of its own under its own label (``ddpg=beer,beer.beta=0``).
 """
 
 from __future__ import annotations
@@ -61,6 +64,47 @@ def parse_agent(spec: str) -> tuple[str, str, list[str]]:
     head, *sets = spec.split(",")
     label, _, recipe = head.partition("=")
     return label, recipe or label, sets
+
+
+def column_at_evals(run: Path, column: str) -> dict[int, float]:
+    """``column`` per evaluation step: from eval.csv (e.g. ``q_error``) or, for a training metric
+    (e.g. ``reg/beer/srank``), the metrics row logged at that step (non-empty values only)."""
+    for name in ("eval.csv", "metrics.csv"):
+        path = run / name
+        if not path.exists():
+            continue
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+        if rows and column in rows[0]:
+            return {int(r["step"]): float(r[column]) for r in rows if r.get(column) not in (None, "")}
+    return {}
+
+
+def print_extras(args: argparse.Namespace, labels: list[str], finished: dict) -> None:
+    """``--extra`` columns: at the final evaluation (mean ± std over seeds), and per evaluation."""
+    for column in args.extra or []:
+        values = {
+            a: {seed: column_at_evals(args.out / f"{a}-s{seed}", column) for seed in finished[a]}
+            for a in labels
+        }
+        steps = sorted({s for runs in finished.values() for evals in runs.values() for s, _ in evals})
+        head = " | ".join(f"{s // 1000}k" if s % 1000 == 0 else str(s) for s in steps)
+        print(f"\n{column} (mean ± std over seeds, NaN left out)\n")
+        print(f"| agent | {head} |\n" + "|---" * (len(steps) + 1) + "|")
+        for a in labels:
+            cells = []
+            for step in steps:
+                got = [v[step] for v in values[a].values() if step in v and v[step] == v[step]]
+                cells.append(fmt(got) if abs(statistics.mean(got or [0])) >= 0.1 else fmt3(got))
+            print(f"| {a} | {' | '.join(cells)} |")
+
+
+def fmt3(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def train(spec: str, seed: int, args: argparse.Namespace) -> None:
@@ -150,6 +194,7 @@ def report(args: argparse.Namespace) -> None:
         print(f"\nWelch t, {agent} − {first} (over seeds): {shown}")
     if args.curves:
         print_curves(finished)
+    print_extras(args, labels, finished)
 
 
 def print_curves(finished: dict[str, dict[int, list[tuple[int, float]]]]) -> None:
@@ -193,6 +238,11 @@ def main() -> None:
         help="runs trained at once (default 1); each new run gets cores // jobs torch threads",
     )
     p.add_argument("--curves", action="store_true", help="also print the per-evaluation learning curves")
+    p.add_argument(
+        "--extra",
+        nargs="+",
+        help="also report these eval.csv or metrics.csv columns per evaluation (e.g. q_error reg/beer/srank)",
+    )
     args = p.parse_args()
     if args.jobs < 1:
         p.error("--jobs must be >= 1")
