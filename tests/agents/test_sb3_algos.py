@@ -167,7 +167,7 @@ def test_dqn_previous_target_rotates_before_sb3s_target_update():
 @pytest.mark.parametrize(
     ("cls", "reg", "fits"),
     [
-        (SAC, Munchausen, "a2pr, bc, prdc"),
+        (SAC, Munchausen, "a2pr, bc, beer, prdc"),
         (DQN, BC, "dvw, munchausen"),
         (PPO, PRDC, "entropy"),
         (TD3, Entropy, "bc"),

@@ -151,3 +151,17 @@ def test_rendering_needs_a_gl_backend():
     env.reset(seed=0)
     assert env.render().shape == (32, 48, 3)
     assert DMCEnv("cartpole", "swingup").render() is None
+
+
+def test_mujoco_and_dmc_extras_pin_the_same_mujoco_and_work_in_one_process():
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for extra in ("mujoco", "dmc"):
+        assert "mujoco>=3.1,<4" in extras[extra], extra  # dm-control 1.0.50 breaks on mujoco 4.0.0
+    hopper = gym.make("Hopper-v5")
+    cheetah = DMCEnv("cheetah", "run")
+    assert hopper.reset(seed=0)[0].shape == (11,) and cheetah.reset(seed=0)[0].shape == (17,)
