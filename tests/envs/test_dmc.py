@@ -154,8 +154,9 @@ def test_rendering_needs_a_gl_backend():
 
 
 def test_mujoco_and_dmc_extras_pin_the_same_mujoco_and_work_in_one_process():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
