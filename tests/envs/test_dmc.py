@@ -166,3 +166,12 @@ def test_mujoco_and_dmc_extras_pin_the_same_mujoco_and_work_in_one_process():
     hopper = gym.make("Hopper-v5")
     cheetah = DMCEnv("cheetah", "run")
     assert hopper.reset(seed=0)[0].shape == (11,) and cheetah.reset(seed=0)[0].shape == (17,)
+
+
+def test_without_dm_control_making_an_env_says_which_extra_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dm_control", None)  # import dm_control now raises ImportError
+    with pytest.raises(RlregError, match="need the dm-control package") as e:
+        DMCEnv("cheetah", "run")
+    assert "rlreg[dmc]" in e.value.fix
