@@ -26,14 +26,20 @@ features and ‖w‖ are constants (the paper's stop-gradients). φ̄(s', π̄(s
 at the target actor's next action, the one the TD target used (the agent computes both in the same
 forward pass; no second pass).
 
-Two modes:
+Which next features enter the bound's numerator (``next_features``):
 
-* default: ``γ`` is the agent's discount and ``φ'`` in the bound is φ̄(s', π̄(s')) throughout, the
-  same representation the cosine compares with (the bound as derived);
-* ``parity=True``: the official code's quirks, kept for reproduction: ``γ = 0.99`` inside the bound
-  whatever the agent's discount, and the numerator's ``‖φ'‖²`` from the **online** critic at the
-  online actor's next action φ(s', π(s')) while the denominator and the cosine use the target's
-  φ̄(s', π̄(s')).
+* ``"online"`` (default, the issue's and the official code's formula): ``‖φ'‖²`` of the **online**
+  critic at the online actor's next action, φ(s', π(s')), while the denominator and the cosine use
+  the target's φ̄(s', π̄(s')). The two differ by the target's lag, and that difference matters:
+  with a small reward term, ``B ≈ (‖φ‖² + γ²‖φ'‖²)/(2γ‖φ‖‖φ̄'‖)`` drops below 1 as soon as
+  ``‖φ'‖ < ‖φ̄'‖`` by more than about ``1 − γ`` (relative), so the hinge can fire;
+* ``"target"``: φ̄(s', π̄(s')) throughout, the bound as derived. By AM-GM ``‖φ‖² + γ²‖φ̄'‖² ≥
+  2γ‖φ‖‖φ̄'‖``, so ``B ≥ 1 − r²/(2γ‖w‖²‖φ‖‖φ̄'‖)``: the penalty fires only where the reward term
+  is large, ``|r| > |‖φ‖ − γ‖φ̄'‖|·‖w‖`` roughly (measured on DMC in ``docs/benchmarks.md``: never
+  in 40k steps).
+
+``γ`` in the bound is the agent's discount; ``parity=True`` keeps the official code's quirks for
+reproduction: ``γ = 0.99`` inside the bound whatever the agent's discount, and the online numerator.
 
 The cosine uses ``eps = 1e-6`` (as ``F.cosine_similarity`` in the official code); the bound's
 denominator is clamped at 1e-6 and ``‖w‖²`` at 1e-12, so dead features (φ = 0) give a finite
@@ -70,7 +76,10 @@ class BEERConfig(RegularizerConfig):
     beta: float = 1e-3
     """Weight β of the penalty (official code: 1e-3)."""
     parity: bool = False
-    """Reproduce the official code's bound exactly (γ = 0.99 inside it, online/target feature mix)."""
+    """Reproduce the official code's bound exactly (γ = 0.99 inside it, ``next_features="online"``)."""
+    next_features: str = "online"
+    """Next features of the bound's numerator: ``online`` φ(s', π(s')) (official) or ``target``
+    φ̄(s', π̄(s')) (consistent with the denominator; see the module docstring)."""
     srank_every: int = 1000
     """Updates between ``srank`` measurements on the probe batch (0: never)."""
     srank_delta: float = 0.01
@@ -140,6 +149,11 @@ class BEER(Regularizer):
                 f"set beer.{name}=" + ("1000 (0: never)" if name == "srank_every" else "256"),
             )
         check(
+            c.next_features in ("online", "target"),
+            f"beer.next_features must be 'online' or 'target', got {c.next_features!r}",
+            "use online (the official bound) or target",
+        )
+        check(
             isinstance(c.srank_delta, (int, float)) and 0.0 < c.srank_delta < 1.0,
             f"beer.srank_delta must be in (0, 1), got {c.srank_delta!r}",
             "use 0.01 (Kumar et al. 2021)",
@@ -157,11 +171,11 @@ class BEER(Regularizer):
             self.probe = (batch.observations[:n].detach().clone(), batch.actions[:n].detach().clone())
         next_target = next_target.detach()
         w_sq = view.critic_output_weights().detach().square().sum(-1, keepdim=True)  # (E, 1)
-        if self.config.parity:
-            gamma = PARITY_GAMMA
+        c = self.config
+        gamma = PARITY_GAMMA if c.parity else float(view.gamma)
+        if c.parity or c.next_features == "online":
             next_norm_sq = ctx.next_online_features().detach().square().sum(-1)
         else:
-            gamma = float(view.gamma)
             next_norm_sq = next_target.square().sum(-1)
         bound = beer_bound(phi, next_norm_sq, next_target, batch.rewards, w_sq, gamma)
         cos = F.cosine_similarity(phi, next_target, dim=-1, eps=1e-6)

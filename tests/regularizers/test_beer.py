@@ -33,9 +33,10 @@ def fixed(seed: int = 0, reward_scale: float = 1.0):
     return batch, ctx, view, (phi, nxt_online, nxt_target, w, r)
 
 
-def reference_penalty(phi, nxt_online, nxt_target, w, r, gamma, parity) -> float:
+def reference_penalty(phi, nxt_online, nxt_target, w, r, gamma, parity, online=True) -> float:
     """Σ_heads mean_samples max(0, cos(φ, φ̄') − B), B = (|φ|² + γ²|φ'|² − r²/|w|²) / (2γ|φ||φ̄'|),
-    with φ' = φ̄' (default) or the online next features and γ = 0.99 (the official code)."""
+    with φ' the online next features (default, official) or φ̄' (``online=False``), and γ = 0.99
+    under ``parity`` (the official code)."""
     phi, nxt_online, nxt_target = (np.asarray(x.detach(), np.float64) for x in (phi, nxt_online, nxt_target))
     w, r = np.asarray(w, np.float64), np.asarray(r, np.float64)
     g = 0.99 if parity else gamma
@@ -44,7 +45,7 @@ def reference_penalty(phi, nxt_online, nxt_target, w, r, gamma, parity) -> float
         acc = 0.0
         for i in range(phi.shape[1]):
             f, ft = phi[e, i], nxt_target[e, i]
-            fn = nxt_online[e, i] if parity else ft
+            fn = nxt_online[e, i] if (parity or online) else ft
             nf, nt = math.sqrt(f @ f), math.sqrt(ft @ ft)
             bound = (f @ f + g * g * (fn @ fn) - r[i] ** 2 / (w[e] @ w[e])) / (2 * g * nf * nt)
             cos = (f @ ft) / max(nf * nt, 1e-6)
@@ -53,32 +54,48 @@ def reference_penalty(phi, nxt_online, nxt_target, w, r, gamma, parity) -> float
     return total
 
 
-@pytest.mark.parametrize("parity", [False, True])
+@pytest.mark.parametrize(
+    ("parity", "next_features"), [(False, "online"), (False, "target"), (True, "online")]
+)
 @pytest.mark.parametrize("reward_scale", [1.0, 8.0])  # 8: large r²/|w|², most samples active
-def test_penalty_equals_an_independent_computation(parity, reward_scale):
+def test_penalty_equals_an_independent_computation(parity, next_features, reward_scale):
     batch, ctx, view, (phi, nxt_online, nxt_target, w, r) = fixed(reward_scale=reward_scale)
-    terms = BEER(beta=0.5, parity=parity).critic_terms(batch, ctx, view)
-    want = 0.5 * reference_penalty(phi, nxt_online, nxt_target, w, r, view.gamma, parity)
+    terms = BEER(beta=0.5, parity=parity, next_features=next_features).critic_terms(batch, ctx, view)
+    online = next_features == "online"
+    want = 0.5 * reference_penalty(phi, nxt_online, nxt_target, w, r, view.gamma, parity, online)
     assert terms.losses["beer_loss"].item() == pytest.approx(want, rel=1e-5, abs=1e-7)
     assert 0.0 <= terms.stats["active"].item() <= 1.0
     if reward_scale == 8.0:
         assert terms.stats["active"].item() > 0.5 and want > 0
 
 
-def test_default_mode_never_computes_the_online_next_features():
+def test_the_target_bound_never_computes_the_online_next_features():
     batch, ctx, view, _ = fixed()
-    ctx.next_features_fn = lambda: pytest.fail("the default mode must not need φ(s', π(s'))")
-    BEER().critic_terms(batch, ctx, view)
+    ctx.next_features_fn = lambda: pytest.fail("next_features='target' must not need φ(s', π(s'))")
+    BEER(next_features="target").critic_terms(batch, ctx, view)
+
+
+def test_the_target_bound_is_at_least_one_without_the_reward_term():
+    """AM-GM: with r = 0 the consistent bound is ≥ 1 ≥ cos, so it never fires; the online one
+    (official) can, when the online next features are shorter than the target's."""
+    batch, ctx, view, _ = fixed()
+    batch = batch._replace(rewards=torch.zeros(B))
+    assert BEER(next_features="target").critic_terms(batch, ctx, view).stats["bound"].item() >= 1.0
+    phi = ctx.next_target_features.clone().requires_grad_(True)  # cos = 1
+    short = CriticContext(ctx.q, ctx.target, phi, 0.5 * ctx.next_target_features, ctx.next_target_features)
+    terms = BEER(next_features="online").critic_terms(batch, short, view)
+    assert terms.stats["active"].item() == 1.0 and terms.losses["beer_loss"].item() > 0
 
 
 def test_zero_when_every_cosine_is_below_the_bound():
-    # φ ⟂ φ̄' and r = 0: cos = 0 ≤ 1 ≤ B (AM-GM), so no sample is active
+    # φ ⟂ φ̄' and r = 0: cos = 0 ≤ 1 ≤ B (AM-GM, with the online next features equal here), so no
+    # sample is active
     batch, ctx, view, _ = fixed()
     phi = torch.zeros(E, B, H)
     phi[..., 0] = 1.0
     nxt = torch.zeros(E, B, H)
     nxt[..., 1] = 2.0
-    ctx = CriticContext(ctx.q, ctx.target, phi.requires_grad_(True), None, nxt, None)
+    ctx = CriticContext(ctx.q, ctx.target, phi.requires_grad_(True), nxt, nxt, None)
     batch = batch._replace(rewards=torch.zeros(B))
     terms = BEER().critic_terms(batch, ctx, view)
     assert terms.losses["beer_loss"].item() == 0.0 and terms.stats["active"].item() == 0.0
@@ -97,7 +114,7 @@ def test_gradient_only_through_the_current_features():
 
         bound = beer_bound(
             phi,
-            ctx.next_target_features.square().sum(-1),
+            ctx.next_online_features().square().sum(-1),
             ctx.next_target_features,
             batch.rewards,
             view.critic_output_weights().square().sum(-1, keepdim=True),
@@ -113,7 +130,11 @@ def test_edge_cases_beta_zero_dead_features_and_bad_settings():
     batch, ctx, view, _ = fixed()
     assert BEER(beta=0.0).critic_terms(batch, ctx, view).losses["beer_loss"].item() == 0.0
     dead = CriticContext(
-        ctx.q, ctx.target, torch.zeros(E, B, H, requires_grad=True), None, torch.zeros(E, B, H)
+        ctx.q,
+        ctx.target,
+        torch.zeros(E, B, H, requires_grad=True),
+        torch.zeros(E, B, H),
+        torch.zeros(E, B, H),
     )
     terms = BEER().critic_terms(batch, dead, view)
     assert all(math.isfinite(v.item()) for v in (terms.losses["beer_loss"], *terms.stats.values()))
@@ -127,6 +148,8 @@ def test_edge_cases_beta_zero_dead_features_and_bad_settings():
         BEER(srank_delta=1.5)
     with pytest.raises(RlregError, match="beer.parity must be true or false"):
         BEER(parity="yes")
+    with pytest.raises(RlregError, match="beer.next_features must be 'online' or 'target'"):
+        BEER(next_features="both")
     with pytest.raises(RlregError, match="unknown setting"):
         BEER(gamma=0.9)
     no_features = CriticContext(ctx.q, ctx.target)
