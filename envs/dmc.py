@@ -157,6 +157,7 @@ class DMCEnv(gym.Env):
         self._low = np.asarray(act_spec.minimum, np.float64)
         self._high = np.asarray(act_spec.maximum, np.float64)
         self._half_range = 0.5 * (self._high - self._low)
+        self._unit = bool(np.all(self._low == -1.0) and np.all(self._high == 1.0))
         self.action_space = gym.spaces.Box(-1.0, 1.0, act_spec.shape, np.float32)
         self._steps = 0
         self._started = False
@@ -195,7 +196,9 @@ class DMCEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         check(self._started, "step() before reset()", "call env.reset() first")
         a = np.clip(np.asarray(action, np.float64).reshape(self.action_space.shape), -1.0, 1.0)
-        control = self._low + (a + 1.0) * self._half_range  # in [low, high] since a is in [-1, 1]
+        if not self._unit:  # rescaled into [low, high] (a is in [-1, 1]); ±1 bounds: a itself
+            a = self._low + (a + 1.0) * self._half_range
+        control = a
         reward, terminated = 0.0, False
         for _ in range(self.action_repeat):
             time_step = self._env.step(control)
