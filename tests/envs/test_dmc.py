@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -175,3 +177,25 @@ def test_without_dm_control_making_an_env_says_which_extra_to_install(monkeypatc
     with pytest.raises(RlregError, match="need the dm-control package") as e:
         DMCEnv("cheetah", "run")
     assert "rlreg[dmc]" in e.value.fix
+
+
+def test_cli_trains_beer_on_a_dmc_task_and_logs_what_beer_controls(tmp_path, capsys):
+    import csv
+
+    from rlreg.agents.cli import main
+
+    out = tmp_path / "beer"
+    args = ["train", "beer", "--env", "dmc:cartpole-balance", "--steps", "300", "--out", str(out)]
+    for kv in (
+        "train.learning_starts=100",
+        "train.eval_every=300",
+        "train.eval_episodes=2",
+        "beer.srank_every=50",
+    ):
+        args += ["--set", kv]
+    assert main([*args, "--no-progress"]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    for key in ("reg/beer/beer_loss", "reg/beer/cos", "reg/beer/bound", "reg/beer/active", "reg/beer/srank"):
+        assert any(r.get(key) for r in rows), key
+    (ev,) = csv.DictReader((out / "eval.csv").open())
+    assert math.isfinite(float(ev["q_error"])) and float(ev["length_mean"]) == 1000
