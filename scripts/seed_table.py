@@ -95,7 +95,7 @@ def print_extras(args: argparse.Namespace, labels: list[str], finished: dict) ->
             cells = []
             for step in steps:
                 got = [v[step] for v in values[a].values() if step in v and v[step] == v[step]]
-                cells.append(fmt(got) if abs(statistics.mean(got or [0])) >= 0.1 else fmt3(got))
+                cells.append(fmt(got) if abs(statistics.mean(got or [0])) >= 10 else fmt3(got))
             print(f"| {a} | {' | '.join(cells)} |")
 
 
