@@ -5,12 +5,14 @@
 
 shimmy's env returns dict observations; an MLP agent needs them flat, so it is also timed with
 Gymnasium's ``FlattenObservation`` (the comparable setup). Both are seeded the same way and step
-the same physics, so the difference is the wrapping. Needs ``pip install 'rlreg[dmc,bench]'``.
+the same physics, so the difference is the wrapping. The three alternate in ``--rounds`` rounds
+(medians reported), so drift of a shared machine hits them alike. Needs ``pip install 'rlreg[dmc,bench]'``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import gymnasium as gym
@@ -34,6 +36,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--tasks", nargs="+", default=["cheetah-run", "walker-walk", "reacher-hard"])
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median is reported")
     args = p.parse_args()
     from dm_control import suite
     from rlreg.envs.dmc import DMCEnv, dmc_task
@@ -46,11 +49,17 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name in args.tasks:
         domain, task = dmc_task(name)
-        ours = steps_per_s(DMCEnv(domain, task), args.steps)
-        shimmy = steps_per_s(DmControlCompatibilityV0(suite.load(domain, task)), args.steps)
-        flat = gym.wrappers.FlattenObservation(DmControlCompatibilityV0(suite.load(domain, task)))
-        shimmy_flat = steps_per_s(flat, args.steps)
-        print(f"| {name} | {ours:.0f} | {shimmy:.0f} | {shimmy_flat:.0f} | {ours / shimmy_flat:.2f}× |")
+        envs = {
+            "ours": DMCEnv(domain, task),
+            "shimmy": DmControlCompatibilityV0(suite.load(domain, task)),
+            "flat": gym.wrappers.FlattenObservation(DmControlCompatibilityV0(suite.load(domain, task))),
+        }
+        rates: dict[str, list[float]] = {k: [] for k in envs}
+        for r in range(args.rounds):  # alternating rounds: machine drift hits all three alike
+            for k, env in envs.items():
+                rates[k].append(steps_per_s(env, args.steps // args.rounds, seed=r))
+        ours, shimmy, flat = (statistics.median(rates[k]) for k in envs)
+        print(f"| {name} | {ours:.0f} | {shimmy:.0f} | {flat:.0f} | {ours / flat:.2f}× |")
 
 
 if __name__ == "__main__":
