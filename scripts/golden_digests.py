@@ -83,11 +83,16 @@ def cpu_model() -> str:
     return f"{model} (family {family} model {number}, {isa})"
 
 
-def csv_digest(path: Path) -> tuple[str, list[dict[str, str]]]:
-    """SHA-256 of a CSV without its wall-clock columns, and its rows (wall clock dropped)."""
+EVAL_STATS = {"q_bias", "q_error", "q_mc"}
+"""eval.csv columns added after the recording (issue 16: the TD3 agent's evaluation_stats, the
+Q-estimation error); the digest covers the recorded columns, which they leave unchanged."""
+
+
+def csv_digest(path: Path, drop: set[str] | frozenset[str] = frozenset()) -> tuple[str, list[dict[str, str]]]:
+    """SHA-256 of a CSV without its wall-clock columns (and ``drop``), and its rows (those dropped)."""
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
-    keep = [i for i, name in enumerate(rows[0]) if name not in WALL_CLOCK]
+    keep = [i for i, name in enumerate(rows[0]) if name not in WALL_CLOCK and name not in drop]
     kept = [[r[i] for i in keep] for r in rows]
     buf = io.StringIO()
     csv.writer(buf).writerows(kept)
@@ -104,7 +109,7 @@ def run_case(name: str, root: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"case {name} failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     metrics, rows = csv_digest(out / "metrics.csv")
-    evals, _ = csv_digest(out / "eval.csv")
+    evals, _ = csv_digest(out / "eval.csv", EVAL_STATS)
     return {"command": ["rlreg", "train", *CASES[name]], "metrics": metrics, "eval": evals, "last": rows[-1]}
 
 

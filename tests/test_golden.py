@@ -11,6 +11,9 @@ Deliberate changes since the recording before the core redesign (issue 14):
   replay collector logs the same episode statistics for Gymnasium as for MinAtar). Every other
   column of metrics.csv and all of eval.csv are unchanged (checked against the recorded digest with
   the two columns dropped).
+* issue 16: eval.csv of the TD3-agent cases gains ``q_bias``, ``q_error``, ``q_mc`` (the
+  Q-estimation error of ``evaluation_stats``); the eval digest leaves those columns out
+  (``golden_digests.EVAL_STATS``) and the recorded columns are unchanged.
 """
 
 from __future__ import annotations
