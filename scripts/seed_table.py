@@ -95,16 +95,8 @@ def print_extras(args: argparse.Namespace, labels: list[str], finished: dict) ->
             cells = []
             for step in steps:
                 got = [v[step] for v in values[a].values() if step in v and v[step] == v[step]]
-                cells.append(fmt(got) if abs(statistics.mean(got or [0])) >= 10 else fmt3(got))
+                cells.append(fmt(got, 1 if abs(statistics.mean(got or [0])) >= 10 else 3))
             print(f"| {a} | {' | '.join(cells)} |")
-
-
-def fmt3(values: list[float]) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def train(spec: str, seed: int, args: argparse.Namespace) -> None:
@@ -142,12 +134,12 @@ def train(spec: str, seed: int, args: argparse.Namespace) -> None:
     subprocess.run(cmd, check=True, env={**os.environ, "RLREG_JOBS": str(args.jobs)})
 
 
-def fmt(values: list[float]) -> str:
+def fmt(values: list[float], digits: int = 1) -> str:
     if not values:
         return "—"
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def welch_t(a: list[float], b: list[float]) -> float | None:

@@ -220,23 +220,24 @@ def _pendulum_refs() -> tuple[float, float]:
     )
 
 
-for _level, _make in (
-    ("random", lambda: pendulum.uniform),
-    ("medium", lambda: pendulum.noisy(pendulum.LEVEL_NOISE["medium"])),
-    ("expert", lambda: pendulum.noisy(pendulum.LEVEL_NOISE["expert"])),
-):
-    register_dataset(
-        DatasetRecipe(
-            name=f"pendulum-{_level}-v0",
-            env_id="Pendulum-v1",
-            minari_id=f"rlreg/pendulum/{_level}-v0",
-            behaviour=_make,
-            reference=_pendulum_refs,
-            default_size=100_000,
-            description=f"Pendulum-v1, swing-up controller ({_level}); see envs/datasets/pendulum.py",
-            num_envs=50,
+def _register_controller_suite(
+    env: str, env_id: str, levels: dict[str, Callable[[], Policy]], reference: Callable, what: str
+) -> None:
+    """``<env>-<level>-v0`` for each level of a hand-written controller suite (100k transitions,
+    50 environments, references ``reference()``)."""
+    for level, make in levels.items():
+        register_dataset(
+            DatasetRecipe(
+                name=f"{env}-{level}-v0",
+                env_id=env_id,
+                minari_id=f"rlreg/{env}/{level}-v0",
+                behaviour=make,
+                reference=reference,
+                default_size=100_000,
+                description=f"{env_id}, {what} ({level}); see envs/datasets/{env}.py",
+                num_envs=50,
+            )
         )
-    )
 
 
 def _cartpole_refs() -> tuple[float, float]:
@@ -246,24 +247,28 @@ def _cartpole_refs() -> tuple[float, float]:
     )
 
 
-for _level, _make in (
-    ("random", lambda: cartpole.uniform),
-    ("medium", lambda: cartpole.epsilon_greedy(cartpole.LEVEL_EPS["medium"])),
-    ("expert", lambda: cartpole.epsilon_greedy(cartpole.LEVEL_EPS["expert"])),
-):
-    register_dataset(
-        DatasetRecipe(
-            name=f"cartpole-{_level}-v0",
-            env_id="CartPole-v1",
-            minari_id=f"rlreg/cartpole/{_level}-v0",
-            behaviour=_make,
-            reference=_cartpole_refs,
-            default_size=100_000,
-            description=f"CartPole-v1 (discrete actions), linear controller ({_level}); see "
-            "envs/datasets/cartpole.py",
-            num_envs=50,
-        )
-    )
+_register_controller_suite(
+    "pendulum",
+    "Pendulum-v1",
+    {
+        "random": lambda: pendulum.uniform,
+        "medium": lambda: pendulum.noisy(pendulum.LEVEL_NOISE["medium"]),
+        "expert": lambda: pendulum.noisy(pendulum.LEVEL_NOISE["expert"]),
+    },
+    _pendulum_refs,
+    "swing-up controller",
+)
+_register_controller_suite(
+    "cartpole",
+    "CartPole-v1",
+    {
+        "random": lambda: cartpole.uniform,
+        "medium": lambda: cartpole.epsilon_greedy(cartpole.LEVEL_EPS["medium"]),
+        "expert": lambda: cartpole.epsilon_greedy(cartpole.LEVEL_EPS["expert"]),
+    },
+    _cartpole_refs,
+    "linear controller, discrete actions",
+)
 
 
 # ---------------------------------------------------------------------- making
