@@ -163,7 +163,8 @@ def report(args: argparse.Namespace) -> None:
         rates = []
         for seed in args.seeds:
             run = args.out / f"{agent}-s{seed}"
-            evals = read_evals(run)
+            # a run trained past --steps (a longer budget in the same folder) counts up to --steps
+            evals = [e for e in read_evals(run) if e[0] <= args.steps]
             if not evals or evals[-1][0] < args.steps:
                 continue
             runs[seed] = evals
