@@ -27,9 +27,10 @@ Class attributes declare the rest: ``name`` (registry key, the recipe's ``agent:
 (the regularizer family it hosts: ``actor_critic``, ``q_learning``, ...), ``Config`` (its
 hyper-parameter dataclass), ``data`` (the data source it trains from: ``"transitions"`` (an
 offline dataset or a replay of collected transitions), ``"rollout"`` (on-policy rollouts),
-``"windows"`` (trajectory windows)), ``action_space`` (``"continuous"`` or ``"discrete"``) and
-``random_warmup`` (act uniformly at random before ``learning_starts``, as SB3's off-policy
-algorithms do). The loop reads only these; it never branches on an agent's family.
+``"windows"`` (trajectory windows)), ``action_space`` (``"continuous"``, ``"discrete"`` or
+``"any"``, both as PPO) and ``random_warmup`` (act uniformly at random before
+``learning_starts``, as SB3's off-policy algorithms do). The loop reads only these; it never
+branches on an agent's family.
 
 Agents register with :func:`register_agent`; :func:`agent_class` looks a name up (the built-in
 agents are imported by :func:`builtin_agents`, so no hidden import is needed).
@@ -64,7 +65,7 @@ MODES = ("explore", "greedy", "deterministic")
 """The acting modes of :meth:`AgentProtocol.act`."""
 UPDATE = "update"
 """The schedule event that asks the loop for a batch and an ``update``."""
-BUILTIN = ("rlreg.agents.td3", "rlreg.agents.dqn")
+BUILTIN = ("rlreg.agents.td3", "rlreg.agents.dqn", "rlreg.agents.ppo")
 """Modules holding the built-in agents (imported by :func:`builtin_agents`)."""
 
 

@@ -543,7 +543,9 @@ class RolloutCollector(DataSource):
     minibatches over the ``T·N`` samples, then the rollout is discarded.
 
     The agent provides ``act_info(obs, step) -> (actions, {"values": (N,), "log_probs": (N,), ...})``
-    and ``values(obs) -> (N,)`` (bootstrap values); after each rollout ``finish_rollout(rollout)``
+    (an ``env_actions`` entry, when given, is what the environments get instead of ``actions``, and
+    is not stored) and ``values(obs) -> (N,)`` (bootstrap values, asked once per rollout for all the
+    truncated steps together); after each rollout ``finish_rollout(rollout)``
     may return more per-step fields (PPO: advantages and returns from :func:`compute_gae`). Its
     schedule asks for ``epochs × T·N / batch_size`` updates when a rollout completes (``collect``
     returns ``T·N`` steps). Each minibatch is a dict of ``(batch_size, ...)`` tensors, from a fresh
@@ -582,19 +584,24 @@ class RolloutCollector(DataSource):
         for t in range(self.n_steps):
             obs = self.obs.float()
             actions, info = agent.act_info(obs, step + t * self.envs.num_envs)
-            next_obs, reward, terminated, truncated, final_obs = self.envs.step(actions)
-            boot = torch.zeros(reward.shape, dtype=torch.float32, device=self.device)
-            if bool(truncated.any()):
-                boot = torch.where(truncated & ~terminated, agent.values(final_obs.float()), boot)
+            env_actions = info.pop("env_actions", actions)  # e.g. a Gaussian draw clipped to the box
+            next_obs, reward, terminated, truncated, final_obs = self.envs.step(env_actions)
             row = {"observations": obs, "actions": actions, "rewards": reward.float()}
-            row.update(terminated=terminated, truncated=truncated, bootstrap=boot, **info)
+            row.update(terminated=terminated, truncated=truncated, final_obs=final_obs, **info)
             steps.append(row)
             self.episodes.add(reward, terminated | truncated)
             self.obs = next_obs
         rollout = Rollout({k: torch.stack([s[k] for s in steps]) for k in steps[0]})
+        # bootstrap values of truncated steps: one batched pass (one host read) per rollout
+        finals = rollout.pop("final_obs")
+        cut = rollout["truncated"] & ~rollout["terminated"]
+        boot = torch.zeros(cut.shape, dtype=torch.float32, device=self.device)
+        where = cut.nonzero(as_tuple=True)
+        if where[0].numel():
+            boot[where] = agent.values(finals[where].float()).float()
         nxt = torch.cat([rollout["values"][1:], agent.values(self.obs.float())[None]])
         ended = rollout["terminated"] | rollout["truncated"]
-        rollout["next_values"] = torch.where(ended, rollout.pop("bootstrap"), nxt)
+        rollout["next_values"] = torch.where(ended, boot, nxt)
         rollout.update(getattr(agent, "finish_rollout", lambda r: {})(rollout))
         self.rollout, self._queue = rollout, []
         return self.n_steps * self.envs.num_envs

@@ -300,13 +300,15 @@ def _problem(
     )
     if cfg.get("dataset") is not None:
         check(
-            agent_cls.action_space == "continuous",
+            agent_cls.action_space != "discrete",
             f"the {cfg['agent']} agent trains online only (rlreg's own agents do not train offline on "
             "discrete actions yet)",
             "pass --env minatar:<game> (asterix, breakout, freeway, seaquest, space_invaders), no "
             "--dataset; or train a discrete dataset offline with SB3's DQN: "
             "rlreg.agents.sb3.DQN(...).learn_offline(DATASET, gradient_steps=...)",
         )
+        if agent_cls.data == "rollout":  # before the data is loaded (or made)
+            _check_data(agent_cls, "transitions", "a dataset")
         check(
             tc.num_envs == 1,
             f"train.num_envs={tc.num_envs}: parallel training environments are for online runs",
@@ -318,7 +320,7 @@ def _problem(
         "neither --dataset nor --env given",
         "pass --dataset SPEC for offline training or --env ENV_ID for online training",
     )
-    return _gym_problem(cfg, tc, device)
+    return _gym_problem(cfg, tc, device, agent_cls)
 
 
 def _env_spaces(env_id: str, info: DatasetInfo, device: torch.device) -> dict[str, Any]:
@@ -422,12 +424,20 @@ def _dataset_problem(cfg: dict[str, Any], tc: TrainConfig, device: torch.device,
     return Problem(spec, info, normalizer, env_id, make_source, evaluator, prepared)
 
 
-def _gym_problem(cfg: dict[str, Any], tc: TrainConfig, device: torch.device) -> Problem:
+def _gym_problem(cfg: dict[str, Any], tc: TrainConfig, device: torch.device, agent_cls: type) -> Problem:
     """Online in Gymnasium environments: a replay or rollout collector over ``train.num_envs`` of them."""
     env_id = cfg["env"]
     info = DatasetInfo(name=env_id, env_id=env_id)
     spec = SetupSource(
         **_env_spaces(env_id, info, device), learning_starts=tc.learning_starts, total_steps=tc.steps
+    )
+    wanted = agent_cls.action_space
+    check(
+        wanted == "any" or (wanted == "discrete") == spec.discrete,
+        f"the {cfg['agent']} agent needs {wanted} actions, and {env_id}'s are "
+        f"{'discrete' if spec.discrete else 'continuous'}",
+        f"train a recipe for {'discrete' if spec.discrete else 'continuous'} actions on {env_id} "
+        "(`rlreg agents` lists them), or pick an environment with " + wanted + " actions",
     )
     evaluator = None
     if tc.eval_episodes > 0:
@@ -479,9 +489,10 @@ def _minatar_problem(cfg: dict[str, Any], tc: TrainConfig, device: torch.device,
     """Online on batched MinAtar: environments, replay, greedy evaluator."""
     kind = cfg["agent"]
     check(
-        agent_class(kind).action_space == "discrete",
+        agent_class(kind).action_space != "continuous",
         f"the {kind} agent needs continuous actions; MinAtar's are discrete",
-        "train a discrete-action recipe on MinAtar (rlreg train dqn|mdqn|dqn-minatar --env minatar:GAME)",
+        "train a discrete-action recipe on MinAtar (rlreg train dqn|mdqn|dqn-minatar|ppo-minatar --env "
+        "minatar:GAME)",
     )
     check(
         cfg.get("dataset") is None,

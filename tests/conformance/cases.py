@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from rlreg.agents.dqn import DQNAgent, DQNConfig
+from rlreg.agents.ppo import PPOAgent, PPOConfig
 from rlreg.agents.sources import OfflineSampler
 from rlreg.agents.td3 import TD3Agent, TD3Config
 
@@ -72,7 +73,31 @@ def dqn_case(regs: Sequence[Regularizer], seed: int = 0, **config: Any) -> Case:
     return Case(agent, lambda: replay.sample(cfg.batch_size, gen), {"critic_terms": "q"})
 
 
-CASES: dict[str, Callable[..., Case]] = {"td3": td3_case, "dqn": dqn_case}
+def ppo_case(regs: Sequence[Regularizer], seed: int = 0, **config: Any) -> Case:
+    """PPO (discrete, 3 actions) on minibatches of a fixed random rollout: observations, actions,
+    their old log-probabilities and values, advantages and returns."""
+    cfg = PPOConfig(hidden=(16, 16), batch_size=32, **config)
+    agent = PPOAgent(cfg, (OBS,), num_actions=3, regularizers=list(regs), seed=seed)
+    agent.setup(SetupSource(obs_dim=OBS, num_actions=3, total_steps=100))
+    g = torch.Generator().manual_seed(0)
+    rollout = {
+        "observations": torch.randn(N, OBS, generator=g),
+        "actions": torch.randint(0, 3, (N,), generator=g),
+        "log_probs": -torch.rand(N, generator=g) - 0.5,
+        "values": torch.randn(N, generator=g),
+        "advantages": torch.randn(N, generator=g),
+        "returns": torch.randn(N, generator=g),
+    }
+    gen = torch.Generator().manual_seed(seed + 2)
+
+    def sample() -> dict[str, torch.Tensor]:
+        idx = torch.randint(0, N, (cfg.batch_size,), generator=gen)
+        return {k: v[idx] for k, v in rollout.items()}
+
+    return Case(agent, sample, {"entropy_terms": "net"})
+
+
+CASES: dict[str, Callable[..., Case]] = {"td3": td3_case, "dqn": dqn_case, "ppo": ppo_case}
 """Agent kind → builder of its tiny case (every registered agent must have one)."""
 
 
