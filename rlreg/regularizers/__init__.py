@@ -21,6 +21,7 @@ from rlreg.regularizers.dvw import DVW, DVWConfig
 from rlreg.regularizers.entropy import Entropy, EntropyConfig
 from rlreg.regularizers.munchausen import Munchausen, MunchausenConfig
 from rlreg.regularizers.prdc import PRDC, PRDCConfig
+from rlreg.regularizers.siren import Siren, SirenConfig
 
 __all__ = [
     "A2PR",
@@ -45,6 +46,8 @@ __all__ = [
     "Regularizer",
     "RegularizerConfig",
     "SetupSource",
+    "Siren",
+    "SirenConfig",
     "Terms",
     "make_regularizer",
     "regularizer_names",
