@@ -35,7 +35,6 @@ Regularizers see :class:`_View` (documented as :class:`rlreg.regularizers.base.Q
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +45,7 @@ from rlreg.agents.base import UPDATE, Agent, add_terms, register_agent
 from torch import nn
 
 from rlreg.data.transitions import TensorBatch
-from rlreg.errors import RlregError, check
+from rlreg.errors import RlregError, check, check_positive
 from rlreg.regularizers.base import CriticContext, Regularizer, SetupSource
 
 __all__ = ["DQNAgent", "DQNConfig", "MinAtarQNet"]
@@ -124,19 +123,13 @@ class DQNConfig:
     examples/dqn.py); false: the decay starts at step 0 (CleanRL, DVW)."""
 
     def validate(self) -> None:
-        def positive(name: str, integer: bool = False) -> None:
-            v = getattr(self, name)
-            ok = isinstance(v, int) and not isinstance(v, bool) if integer else isinstance(v, (int, float))
-            check(
-                ok and v > 0 and (integer or math.isfinite(v)),
-                f"dqn.{name} must be a positive {'integer' if integer else 'number'}, got {v!r}",
-                f"set agent.{name} to a value > 0",
-            )
-
-        for name in ("lr", "adam_eps", "rmsprop_eps", "huber_delta"):
-            positive(name)
-        for name in ("conv_channels", "hidden", "batch_size", "train_every", "target_update"):
-            positive(name, integer=True)
+        check_positive(self, "dqn", ("lr", "adam_eps", "rmsprop_eps", "huber_delta"))
+        check_positive(
+            self,
+            "dqn",
+            ("conv_channels", "hidden", "batch_size", "train_every", "target_update"),
+            integer=True,
+        )
         check(
             self.optimizer in ("adam", "rmsprop"),
             f"dqn.optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}",

@@ -49,7 +49,7 @@ from rlreg.agents.base import UPDATE, Agent, add_terms, register_agent
 from rlreg.agents.sources import Rollout, compute_gae
 from torch import nn
 
-from rlreg.errors import check
+from rlreg.errors import check, check_positive
 from rlreg.regularizers.base import Regularizer, SetupSource
 
 __all__ = ["PPOAgent", "PPOConfig", "ActorCritic"]
@@ -105,19 +105,8 @@ class PPOConfig:
     """Continuous actions: initial log standard deviation of the Gaussian policy."""
 
     def validate(self) -> None:
-        def positive(name: str, integer: bool = False) -> None:
-            v = getattr(self, name)
-            ok = isinstance(v, int) and not isinstance(v, bool) if integer else isinstance(v, (int, float))
-            check(
-                ok and v > 0 and (integer or math.isfinite(v)),
-                f"ppo.{name} must be a positive {'integer' if integer else 'number'}, got {v!r}",
-                f"set agent.{name} to a value > 0",
-            )
-
-        for name in ("lr", "adam_eps", "clip", "max_grad_norm"):
-            positive(name)
-        for name in ("n_steps", "batch_size", "epochs", "conv_kernel"):
-            positive(name, integer=True)
+        check_positive(self, "ppo", ("lr", "adam_eps", "clip", "max_grad_norm"))
+        check_positive(self, "ppo", ("n_steps", "batch_size", "epochs", "conv_kernel"), integer=True)
         check(
             self.activation in ACTIVATIONS,
             f"ppo.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}",

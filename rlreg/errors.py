@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["RlregError", "check", "check_number", "check_widths"]
+__all__ = ["RlregError", "check", "check_number", "check_positive", "check_widths"]
 
 
 class RlregError(ValueError):
@@ -51,3 +51,19 @@ def check_widths(value: Sequence[int], key: str) -> None:
         f"{key} must be non-empty positive widths, got {value!r}",
         f"e.g. {key}=[256,256]",
     )
+
+
+def check_positive(config: object, prefix: str, names: tuple[str, ...], *, integer: bool = False) -> None:
+    """Each ``config.<name>`` is a positive finite number (a positive ``int`` when ``integer``), else
+    a clear error naming ``<prefix>.<name>`` and the ``agent.<name>`` setting that fixes it."""
+    for name in names:
+        v = getattr(config, name)
+        if integer:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        else:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        check(
+            ok and v > 0,
+            f"{prefix}.{name} must be a positive {'integer' if integer else 'number'}, got {v!r}",
+            f"set agent.{name} to a value > 0",
+        )
