@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 __all__ = [
+    "cpu_model",
     "usable_cores",
     "jobs_from_env",
     "jobs_dir",
@@ -52,6 +53,18 @@ CBWR = "AUTO,STRICT"
 """``MKL_CBWR`` rlreg sets: bitwise results independent of the thread count."""
 
 _state = {"runtime_set": False}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere), for the machine
+    line of benchmark scripts."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def usable_cores() -> int:

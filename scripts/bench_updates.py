@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import inspect
-import platform
 import statistics
 import subprocess
 import sys
@@ -297,12 +296,9 @@ def main() -> None:
         for name, run in runners.items():
             results[name].append(timed(run, args.updates, args.device))
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from rlreg.threads import cpu_model
+
+    cpu = cpu_model()
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{cpu}, {args.threads} threads"
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d} torch {torch.__version__}, device {args.device}: {dev}")
     print(

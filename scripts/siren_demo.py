@@ -361,12 +361,9 @@ def table(rows: list[dict], arms: list[str], last: int) -> str:
 
 def machine_line(seconds: float) -> str:
     """Date, torch and Python versions, the CPU model, cores, torch threads and the wall time."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from rlreg.threads import cpu_model
+
+    cpu = cpu_model()
     return (
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; torch {torch.__version__}, "
         f"Python {platform.python_version()}, {cpu} ({os.cpu_count()} cores), "
