@@ -49,6 +49,7 @@ from rlreg.agents.base import UPDATE, Agent, add_terms, register_agent
 from rlreg.agents.sources import Rollout, compute_gae
 from torch import nn
 
+from rlreg.conv import ConvTorso
 from rlreg.errors import check, check_positive
 from rlreg.regularizers.base import Regularizer, SetupSource
 
@@ -177,7 +178,7 @@ class ActorCritic(nn.Module):
                 width = c.torso
         else:
             width = int(np.prod(self.obs_shape))
-        self.torso = nn.Sequential(*torso)
+        self.torso = ConvTorso(*torso) if torso else nn.Sequential()
         self.actor = _mlp(width, c.hidden, out_dim, act, 0.01)
         self.critic = _mlp(width, c.hidden, 1, act, 1.0)
         self.log_std = nn.Parameter(torch.full((out_dim,), float(c.log_std_init))) if continuous else None

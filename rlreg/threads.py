@@ -20,7 +20,14 @@ threads of one process hold the cores that another process's threads wait for. r
   soon sleeps, so cores shared for a moment (another run starting, other programs) slow a run
   down instead of stalling it. At 1000 a run alone loses nothing measurable.
 
-Both variables are set by :func:`configure_runtime` only before torch is imported and never over
+* **Large pages for large tensors** (``THP_MEM_ALLOC_ENABLE=1``, PyTorch's own switch: CPU
+  allocations of 2 MB or more are 2 MB-aligned and marked with ``madvise`` as transparent huge pages).
+  Without it, every large activation (glibc maps blocks above 32 MB afresh each time) is
+  paid for in 4 kB page faults: a fresh 52 MB tensor cost 31 ms to zero here against 3 ms reused
+  and 6 ms with the switch, and PPO on MinAtar (minibatches of 4096 images) trains 1.4× faster
+  (``scripts/bench_ppo.py``). Small-batch agents (TD3, DQN) allocate below 2 MB and are unaffected.
+
+These variables are set by :func:`configure_runtime` only before torch is imported and never over
 a value the user set. The ``rlreg`` command calls it first thing; in a notebook, call it before
 ``import torch`` to get the same behaviour.
 """
@@ -45,12 +52,15 @@ __all__ = [
     "ThreadGovernor",
     "SPINCOUNT",
     "CBWR",
+    "THP",
 ]
 
 SPINCOUNT = "1000"
 """``GOMP_SPINCOUNT`` rlreg sets (measured: 1000 keeps a lone run's speed; see module docstring)."""
 CBWR = "AUTO,STRICT"
 """``MKL_CBWR`` rlreg sets: bitwise results independent of the thread count."""
+THP = "1"
+"""``THP_MEM_ALLOC_ENABLE`` rlreg sets: large CPU tensors on transparent huge pages (module docstring)."""
 
 _state = {"runtime_set": False}
 
@@ -123,7 +133,8 @@ def default_threads(jobs: int | None = None) -> int:
 
 
 def configure_runtime() -> bool:
-    """Set ``MKL_CBWR`` and ``GOMP_SPINCOUNT`` (module docstring) unless the user set them.
+    """Set ``MKL_CBWR``, ``GOMP_SPINCOUNT`` and ``THP_MEM_ALLOC_ENABLE`` (module docstring) unless
+    the user set them.
 
     Only before torch is imported (they are read when its libraries start); returns whether the
     thread-independent numerics are in effect for this process.
@@ -134,6 +145,7 @@ def configure_runtime() -> bool:
         os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
     if "MKL_CBWR" not in os.environ:
         os.environ["MKL_CBWR"] = CBWR
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", THP)
     _state["runtime_set"] = os.environ["MKL_CBWR"].upper().replace(" ", "") == CBWR
     return _state["runtime_set"]
 

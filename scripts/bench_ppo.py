@@ -13,6 +13,11 @@ evaluation; building the model, imports and the run folder are left out of both)
   ``minatar`` package's Gymnasium registration: the full 6-action set, sticky actions 0.1, as ours),
   with ``clip_range_vf=0.2`` and the same network as a features extractor.
 
+Both run in one process under the runtime the ``rlreg`` command sets up
+(:func:`rlreg.threads.configure_runtime`: strict MKL numerics, short OpenMP spins, PyTorch's
+large-page allocation); ``THP_MEM_ALLOC_ENABLE=0 python scripts/bench_ppo.py`` runs both without
+large pages.
+
 Printed: env steps/s of each (medians of alternating rounds) and ours ÷ SB3. Published anchors,
 for orientation only (other hardware): PureJaxRL ≈ 35 s and rejax ≈ 10.5 s per 1M steps of
 MinAtar-Breakout PPO on an A100; CleanRL ≈ 8 min.
@@ -26,23 +31,30 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
 from datetime import datetime, timezone
 
-import torch
+from rlreg.threads import configure_runtime, cpu_model
+
+configure_runtime()  # as the rlreg command, before torch: both libraries run in this process's runtime
+import torch  # noqa: E402
 
 ENVS, STEPS = 128, 128
 
 
-def ours(total: int, device: str, seed: int) -> float:
+def ours(total: int, device: str, seed: int, threads: int) -> float:
     import csv
 
     from rlreg.agents.api import train
 
-    settings = {"train.eval_episodes": 0, "train.checkpoint_every": 0, "train.log_every": ENVS * STEPS}
+    settings = {
+        "train.eval_episodes": 0,
+        "train.checkpoint_every": 0,
+        "train.log_every": ENVS * STEPS,
+        "train.threads": threads,  # else rlreg's default, usable cores // jobs
+    }
     with tempfile.TemporaryDirectory() as tmp:
         train(
             "ppo-minatar",
@@ -59,7 +71,7 @@ def ours(total: int, device: str, seed: int) -> float:
         return total / float(rows[-1]["time"])  # the training loop's clock: collection + updates
 
 
-def sb3(total: int, seed: int) -> float:
+def sb3(total: int, seed: int, threads: int) -> float:
     import gymnasium as gym
     import minatar.gym
     import stable_baselines3 as sb
@@ -112,6 +124,7 @@ def sb3(total: int, seed: int) -> float:
         device="cpu",
         verbose=0,
     )
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
     model.learn(total)  # collection + update (SB3's learn setup included, a few ms)
     return total / (time.perf_counter() - t0)
@@ -127,14 +140,16 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     total = args.rollouts * ENVS * STEPS
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    thp = os.environ.get("THP_MEM_ALLOC_ENABLE")
     print(f"# {now} torch {torch.__version__}, {cpu}, {args.threads} thread(s), rlreg on {args.device}")
+    print(f"# MKL_CBWR={os.environ.get('MKL_CBWR')} THP_MEM_ALLOC_ENABLE={thp} (both libraries)")
     print(f"# PPO on MinAtar Breakout, {ENVS} envs x {STEPS} steps, {args.rollouts} rollouts = {total} steps")
     runs: dict[str, list[float]] = {"rlreg": [], "sb3": []}
     for r in range(args.rounds):  # alternating, so a busy spell of the machine hits both
-        runs["rlreg"].append(ours(total, args.device, args.seed))
-        runs["sb3"].append(sb3(total, args.seed))
+        runs["rlreg"].append(ours(total, args.device, args.seed, args.threads))
+        runs["sb3"].append(sb3(total, args.seed, args.threads))
         a, b = runs["rlreg"][-1], runs["sb3"][-1]
         print(f"# round {r + 1}: rlreg {a:,.0f}, SB3 {b:,.0f} steps/s", flush=True)
     a, b = (statistics.median(v) for v in runs.values())

@@ -310,16 +310,16 @@ def test_threads_follow_cores_and_running_jobs(tmp_path, monkeypatch):
 def test_rlreg_command_sets_thread_independent_numerics_unless_the_user_did():
     probe = (
         "import os, rlreg.agents.cli as c, rlreg.threads as t; c.main(['agents']); "
-        "print('SET', os.environ.get('GOMP_SPINCOUNT'), os.environ.get('MKL_CBWR'), t.thread_independent())"
+        "print('SET', os.environ.get('GOMP_SPINCOUNT'), os.environ.get('MKL_CBWR'), "
+        "os.environ.get('THP_MEM_ALLOC_ENABLE'), t.thread_independent())"
     )
-    clean = {
-        k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "MKL_CBWR")
-    }
+    ours = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "MKL_CBWR", "THP_MEM_ALLOC_ENABLE")
+    clean = {k: v for k, v in os.environ.items() if k not in ours}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean).stdout
-    assert "SET 1000 AUTO,STRICT True" in out
-    mine = {**clean, "GOMP_SPINCOUNT": "123", "MKL_CBWR": "COMPATIBLE"}
+    assert "SET 1000 AUTO,STRICT 1 True" in out
+    mine = {**clean, "GOMP_SPINCOUNT": "123", "MKL_CBWR": "COMPATIBLE", "THP_MEM_ALLOC_ENABLE": "0"}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=mine).stdout
-    assert "SET 123 COMPATIBLE False" in out
+    assert "SET 123 COMPATIBLE 0 False" in out
 
 
 def hopper_shaped_file(path: Path, n: int = 3000) -> str:
