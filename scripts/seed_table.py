@@ -107,7 +107,7 @@ def train(spec: str, seed: int, args: argparse.Namespace) -> None:
         return
     rlreg = [sys.executable, "-m", "rlreg.agents.cli"]
     if (run / "checkpoint.pt").exists():
-        cmd = [*rlreg, "train", "--resume", str(run)]
+        cmd = [*rlreg, "train", "--resume", str(run), "--steps", str(args.steps)]  # may extend the budget
     else:
         cmd = [
             *rlreg,
