@@ -24,7 +24,7 @@ threads of one process hold the cores that another process's threads wait for. r
   allocations of 2 MB or more are 2 MB-aligned and marked with ``madvise`` as transparent huge pages).
   Without it, every large activation (glibc maps blocks above 32 MB afresh each time) is
   paid for in 4 kB page faults: a fresh 52 MB tensor cost 31 ms to zero here against 3 ms reused
-  and 6 ms with the switch, and PPO on MinAtar (minibatches of 4096 images) trains 1.4× faster
+  and 6 ms with the switch, and PPO on MinAtar (minibatches of 4096 images) trains 1.9× faster on one thread
   (``scripts/bench_ppo.py``). Small-batch agents (TD3, DQN) allocate below 2 MB and are unaffected.
 
 These variables are set by :func:`configure_runtime` only before torch is imported and never over
