@@ -10,6 +10,9 @@ Commands::
     rlreg datasets [list]
     rlreg datasets make NAME [--size N] [--seed S] [--format minari|d4rl] [--out PATH]
     rlreg agents
+    rlreg reproduce SPEC [--jobs N] [--ray ADDRESS] [--out DIR] [--dry-run]
+    rlreg report DIR [--format md,csv,tex,png]
+    rlreg plot RUN_DIR... [--metric eval/score --metric train/critic_loss ...] [--out PNG]
 """
 
 from __future__ import annotations
@@ -42,9 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_datasets_parser(sub)
     sub.add_parser("agents", help="list agent recipes")
+    from rlreg.agents.plot_cli import add_plot_parser
     from rlreg.agents.policy_cli import add_policy_parser
+    from rlreg.agents.tables_cli import add_table_parsers
 
     add_policy_parser(sub)
+    add_table_parsers(sub)
+    add_plot_parser(sub)
     return p
 
 
@@ -291,10 +298,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from rlreg.agents.plot_cli import cmd_plot
     from rlreg.agents.policy_cli import cmd_policy
+    from rlreg.agents.tables_cli import cmd_report, cmd_reproduce
 
     handlers = {
         "policy": cmd_policy,
+        "reproduce": cmd_reproduce,
+        "report": cmd_report,
+        "plot": cmd_plot,
         "train": _cmd_train,
         "evaluate": _cmd_evaluate,
         "datasets": _cmd_datasets,
