@@ -330,12 +330,39 @@ def _check_cells(table: TableSpec) -> None:
             "use one of: " + ", ".join(recipe_names()),
         )
         for task in table.tasks:
-            resolve_config(
+            cfg = resolve_config(
                 a["recipe"],
                 None if table.online else task,
                 env=task if table.online else None,
                 sets=_settings(table, label, 0),
             )
+            if table.online:
+                _check_action_space(cfg["agent"], task, label)
+
+
+def _check_action_space(agent: str, env: str, label: str) -> None:
+    """An online agent fits its env's actions (MinAtar discrete, DMC continuous, else the Gymnasium
+    env's action space), checked before any run."""
+    from rlreg.agents.base import agent_class
+
+    wants = agent_class(agent).action_space
+    if wants == "any":
+        return
+    if env.startswith("minatar:") or env.startswith("dmc:"):
+        has = "discrete" if env.startswith("minatar:") else "continuous"
+    else:
+        import gymnasium as gym
+
+        try:
+            space = gym.make(env).action_space
+        except Exception as e:  # gymnasium's own error names the problem
+            raise RlregError(f"environment '{env}' cannot be made: {e}", "fix the env id") from None
+        has = "discrete" if isinstance(space, gym.spaces.Discrete) else "continuous"
+    check(
+        wants == has,
+        f"agent '{label}' ({agent}) needs {wants} actions, and {env}'s are {has}",
+        "pair each agent with environments of its action space (one spec per kind)",
+    )
 
 
 def _text(value: Any) -> str:
@@ -586,8 +613,11 @@ def _ray_runner(address: str, threads: int) -> dict[str, Callable]:
         import ray
     except ImportError:
         raise RlregError("--ray needs the ray package", "pip install 'rlreg[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address, log_to_driver=False)
+    if not ray.is_initialized():  # "local": a Ray instance on this machine's usable cores
+        from rlreg.threads import usable_cores
+
+        local = {"num_cpus": usable_cores(), "include_dashboard": False}
+        ray.init(**(local if address == "local" else {"address": address}), log_to_driver=False)
 
     @ray.remote(num_cpus=threads)
     def run_cell(cmd: list[str], log: str) -> int:  # on a Ray worker: its own Python runs rlreg
