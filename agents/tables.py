@@ -33,9 +33,10 @@ provenance is refused before anything runs (one table, one provenance), and a re
 or ranks scores of different provenance together; published values carry their own provenance and
 stand in their own column.
 
-**Running.** The grid is laid out as ``OUT/<task>/<agent>-s<seed>`` (a resolved copy of the spec in
-``OUT/spec.yaml``); a finished cell (its last evaluation at ``steps``) is skipped, an interrupted one
-resumes from its checkpoint (``rlreg train --resume DIR --steps N``), a missing one starts. Cells run
+**Running.** The grid is laid out as ``OUT/<task>/<agent>-s<seed>`` (``OUT/<agent>-s<seed>``
+when the table has one task; a resolved copy of the spec in ``OUT/spec.yaml``); a finished cell
+(its last evaluation at ``steps``) is skipped, an interrupted one resumes from its checkpoint
+(``rlreg train --resume DIR --steps N``), a missing one starts. Cells run
 seed-major (every agent and task of seed 0 first, so a partial table is already a comparison) as
 ``rlreg train`` processes, ``jobs`` at a time, each with ``cores // jobs`` torch threads
 (``RLREG_JOBS``; :mod:`rlreg.threads`), their output in ``OUT/logs/``; one progress line shows cells
@@ -68,6 +69,7 @@ __all__ = [
     "TableSpec",
     "Cell",
     "load_spec",
+    "spec_from_dict",
     "spec_names",
     "task_provenance",
     "cell_state",
@@ -103,9 +105,14 @@ class Cell:
     agent: str
     task: str
     seed: int
+    flat: bool = False
+    """The table has this one task: the run lives in ``OUT/<agent>-s<seed>``."""
 
     def folder(self, out: Path) -> Path:
-        """``OUT/<task>/<agent>-s<seed>`` (``:`` and ``/`` of a task spelled ``_``)."""
+        """``OUT/<task>/<agent>-s<seed>`` (``:`` and ``/`` of a task spelled ``_``), or
+        ``OUT/<agent>-s<seed>`` in a table of one task."""
+        if self.flat:
+            return Path(out) / f"{self.agent}-s{self.seed}"
         return Path(out) / _safe(self.task) / f"{self.agent}-s{self.seed}"
 
 
@@ -130,7 +137,8 @@ class TableSpec:
 
     def cells(self) -> list[Cell]:
         """The grid, seed-major: every agent and task of the first seed, then the next seed, ..."""
-        return [Cell(a, t, s) for s in self.seeds for t in self.tasks for a in self.agents]
+        flat = len(self.tasks) == 1
+        return [Cell(a, t, s, flat) for s in self.seeds for t in self.tasks for a in self.agents]
 
     def to_yaml(self) -> str:
         """The resolved spec as YAML (what ``OUT/spec.yaml`` holds)."""
@@ -212,7 +220,14 @@ def load_spec(spec: str | os.PathLike, check_tasks: bool = True) -> TableSpec:
             raw["published"] = [r for r in raw.get("published") or [] if r.get("task") in tasks]
         raw.update(copy.deepcopy(over))
     name = f"{raw.get('name', path.stem)}" + (f"-{variant}" if variant else "")
-    table = _resolve(raw, name, path)
+    return spec_from_dict(raw, name, check_tasks, where=path)
+
+
+def spec_from_dict(
+    raw: dict[str, Any], name: str, check_tasks: bool = True, where: str | os.PathLike = "<dict>"
+) -> TableSpec:
+    """A validated :class:`TableSpec` from the YAML's mapping (``variants`` already applied)."""
+    table = _resolve(dict(raw), name, Path(where))
     _check_cells(table)
     if check_tasks:
         table.provenance = _provenance_of(table)
@@ -566,12 +581,11 @@ def _check_out(table: TableSpec, root: Path) -> None:
         return
     old = yaml.safe_load(saved.read_text()) or {}
     mine = yaml.safe_load(table.to_yaml())
-    same = {k: old.get(k) for k in ("agents", "steps", "eval", "set")} == {
-        k: mine.get(k) for k in ("agents", "steps", "eval", "set")
-    }
+    keys = ("agents", "eval", "set")  # a new budget (steps) extends or cuts the same runs
+    same = {k: old.get(k) for k in keys} == {k: mine.get(k) for k in keys}
     check(
         same,
-        f"{root} holds the runs of a different table spec (agents, steps, eval or set differ; {saved})",
+        f"{root} holds the runs of a different table spec (agents, eval or set differ; {saved})",
         "use another --out, or the same spec as before",
     )
 

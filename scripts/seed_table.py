@@ -1,5 +1,10 @@
 """Train several recipes × seeds on one dataset or env, resumably, and print the score table.
 
+A thin wrapper: training is ``rlreg reproduce``'s (:mod:`rlreg.agents.tables`; the flags become a
+table spec of one task, written to OUT/spec.yaml), and ``rlreg report OUT`` gives that table's full
+report (bootstrap CIs, plots). What stays here is the text report, which reads any folder of runs
+(also SB3's, from ``scripts/sb3_table.py``):
+
     python scripts/seed_table.py --dataset hopper-medium-replay-v0 --agents td3bc prdc a2pr \\
         --seeds 0 1 2 --steps 50000 --out runs/table-hmr
     python scripts/seed_table.py --env minatar:breakout --agents dqn mdqn --seeds 0 1 \\
@@ -28,12 +33,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import statistics
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 
 def read_evals(run: Path) -> list[tuple[int, float]]:
@@ -99,39 +101,26 @@ def print_extras(args: argparse.Namespace, labels: list[str], finished: dict) ->
             print(f"| {a} | {' | '.join(cells)} |")
 
 
-def train(spec: str, seed: int, args: argparse.Namespace) -> None:
-    agent, recipe, sets = parse_agent(spec)
-    run = args.out / f"{agent}-s{seed}"
-    evals = read_evals(run)
-    if evals and evals[-1][0] >= args.steps:
-        return
-    rlreg = [sys.executable, "-m", "rlreg.agents.cli"]
-    if (run / "checkpoint.pt").exists():
-        cmd = [*rlreg, "train", "--resume", str(run), "--steps", str(args.steps)]  # may extend the budget
-    else:
-        cmd = [
-            *rlreg,
-            "train",
-            recipe,
-            *(["--env", args.env] if args.env else ["--dataset", args.dataset]),
-            "--seed",
-            str(seed),
-            "--steps",
-            str(args.steps),
-            "--eval-every",
-            str(args.eval_every),
-            "--eval-episodes",
-            str(args.eval_episodes),
-            "--out",
-            str(run),
-        ]
-        cmd += ["--set", f"train.checkpoint_every={args.checkpoint_every}"]
-        for kv in [*(args.set or []), *sets]:
-            cmd += ["--set", kv]
-    cmd.append("--no-progress")
-    print("$", " ".join(cmd), flush=True)
-    # new runs started by one of --jobs concurrent jobs get cores // jobs torch threads (rlreg/threads.py)
-    subprocess.run(cmd, check=True, env={**os.environ, "RLREG_JOBS": str(args.jobs)})
+def table_spec(args: argparse.Namespace) -> Any:
+    """The ``rlreg reproduce`` table of these flags: one task, so runs live in OUT/<agent>-s<seed>."""
+    from rlreg.agents.tables import spec_from_dict
+
+    agents = {}
+    for entry in args.agents:
+        label, recipe, sets = parse_agent(entry)
+        agents[label] = {"recipe": recipe, "set": dict(kv.split("=", 1) for kv in sets)}
+    raw = {
+        "agents": agents,
+        "envs" if args.env else "datasets": [args.env or args.dataset],
+        "seeds": list(args.seeds),
+        "steps": args.steps,
+        "eval": {"every": args.eval_every, "episodes": args.eval_episodes},
+        "set": {
+            "train.checkpoint_every": args.checkpoint_every,
+            **dict(kv.split("=", 1) for kv in args.set or []),
+        },
+    }
+    return spec_from_dict(raw, f"seed-table-{args.out.name}")
 
 
 def fmt(values: list[float], digits: int = 1) -> str:
@@ -239,11 +228,12 @@ def main() -> None:
     args = p.parse_args()
     if args.jobs < 1:
         p.error("--jobs must be >= 1")
-    if not args.report:
-        cells = [(agent, seed) for seed in args.seeds for agent in args.agents]  # seed-major
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            for done in [pool.submit(train, agent, seed, args) for agent, seed in cells]:
-                done.result()
+    if not args.report:  # training is rlreg reproduce's (one runner): resumable, seed-major, --jobs
+        from rlreg.agents.tables import reproduce
+
+        result = reproduce(table_spec(args), out=args.out, jobs=args.jobs)
+        if result["failed"]:
+            raise SystemExit("failed: " + "; ".join(result["failed"]))
     report(args)
 
 

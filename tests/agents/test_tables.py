@@ -180,7 +180,7 @@ def test_other_spec_in_the_same_folder_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "t"
     out.mkdir()
     (out / "spec.yaml").write_text(load_spec(write(tmp_path, TINY)).to_yaml())
-    other = TINY.replace("steps: 2048", "steps: 4096")
+    other = TINY.replace("episodes: 2", "episodes: 3")
     with pytest.raises(RlregError, match="different table spec"):
         reproduce(write(tmp_path, other, "other.yaml"), out=out)
 
@@ -230,7 +230,7 @@ def fake_table(tmp_path: Path, scores: dict[tuple[str, str], list[float]], norma
     (out / "spec.yaml").write_text(yaml.safe_dump(spec))
     for (agent, task), values in scores.items():
         for seed, v in enumerate(values):
-            run = Cell(agent, task, seed).folder(out)
+            run = Cell(agent, task, seed, len(tasks) == 1).folder(out)
             run.mkdir(parents=True)
             info = {
                 "source": f"made {task}",
@@ -270,7 +270,7 @@ def test_report_statistics_match_the_stats_module(tmp_path: Path) -> None:
 
 def test_report_refuses_runs_of_one_task_on_different_data(tmp_path: Path) -> None:
     out = fake_table(tmp_path, {("a", "t1"): [1.0, 2.0], ("b", "t1"): [3.0, 4.0]})
-    cfg = Cell("b", "t1", 1).folder(out) / "config.json"
+    cfg = Cell("b", "t1", 1, True).folder(out) / "config.json"
     d = json.loads(cfg.read_text())
     d["dataset_digest"] = "another"
     cfg.write_text(json.dumps(d))
@@ -288,7 +288,7 @@ def test_report_bad_input(tmp_path: Path) -> None:
 
 def test_unfinished_runs_are_left_out_and_counted(tmp_path: Path) -> None:
     out = fake_table(tmp_path, {("a", "t1"): [1.0, 2.0, 3.0]})
-    ev = Cell("a", "t1", 2).folder(out) / "eval.csv"
+    ev = Cell("a", "t1", 2, True).folder(out) / "eval.csv"
     ev.write_text("\n".join(ev.read_text().splitlines()[:2]) + "\n")  # stopped at step 10 of 20
     result = report_mod.report(out, formats=["md"], echo=False)
     row = result["cells"][0]
