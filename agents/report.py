@@ -6,10 +6,10 @@ Student-t 95 % confidence interval of the mean; the spec's headline score (``eva
 mean of the last k, or best) and the published values that match the row, with their provenance.
 Scores are normalized scores where the task has reference scores, raw returns otherwise.
 
-Per agent across cells (normalized scores only: raw returns of different tasks are not on one
-scale): IQM and mean of the headline scores with stratified-bootstrap 95 % CIs, the probability of
-improvement of each agent over each other one, and performance profiles (rliable's methods,
-Agarwal et al. 2021, arXiv:2108.13264; :mod:`rlreg.stats`).
+Per agent across cells (normalized scores, or a table of one task: raw returns of different
+tasks are not on one scale): IQM and mean of the headline scores with stratified-bootstrap 95 %
+CIs, the probability of improvement of each agent over each other one, and performance profiles
+(rliable's methods, Agarwal et al. 2021, arXiv:2108.13264; :mod:`rlreg.stats`).
 
 Provenance: every run records its dataset or environment, source and normalizer; a report refuses
 runs of different provenance in one table (and runs of one task on different data), and the
@@ -219,7 +219,7 @@ def _aggregates(table: TableSpec, data: dict[str, Any], reps: int = 2000) -> dic
     """IQM, mean, probability of improvement and profiles over the tasks every agent finished."""
     from rlreg import stats
 
-    if not data["normalized"]:
+    if not data["normalized"] and len(table.tasks) > 1:
         return {
             "why": "not computed: raw returns of different tasks are not on one scale (no reference scores)"
         }
@@ -232,7 +232,10 @@ def _aggregates(table: TableSpec, data: dict[str, Any], reps: int = 2000) -> dic
     }
     out: dict[str, Any] = {"tasks": len(tasks), "reps": reps, "agents": {}, "poi": {}, "profiles": {}}
     allv = np.concatenate([np.concatenate(v) for v in scores.values()])
-    taus = np.linspace(min(0.0, allv.min()), max(100.0, allv.max()), 101)
+    lo, hi = (allv.min(), allv.max())
+    if data["normalized"]:
+        lo, hi = min(0.0, lo), max(100.0, hi)
+    taus = np.linspace(lo, hi if hi > lo else lo + 1.0, 101)
     for a, s in scores.items():
         out["agents"][a] = {
             "iqm": stats.stratified_bootstrap_ci(s, "iqm", reps=reps),
@@ -341,9 +344,14 @@ def _plots(table: TableSpec, data: dict[str, Any], agg: dict[str, Any], folder: 
 
 # ---------------------------------------------------------------------- entry point
 def report(
-    out: str | os.PathLike, formats: Sequence[str] = FORMATS, reps: int = 2000, echo: bool = True
+    out: str | os.PathLike,
+    formats: Sequence[str] = FORMATS,
+    reps: int = 2000,
+    echo: bool = True,
+    to: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Write the report of the table in ``out`` (module docstring); returns the files written."""
+    """Write the report of the table in ``out`` into ``to`` (default ``out/report``; module
+    docstring); returns the files written, the cell rows and the aggregates."""
     root = Path(out)
     spec = root / "spec.yaml"
     check(
@@ -357,8 +365,8 @@ def report(
     data = collect(table, root)
     rows = _cell_rows(table, data)
     agg = _aggregates(table, data, reps=reps)
-    folder = root / "report"
-    folder.mkdir(exist_ok=True)
+    folder = Path(to) if to is not None else root / "report"
+    folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     md = _markdown(table, data, rows, agg)
     texts = {

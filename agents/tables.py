@@ -570,8 +570,7 @@ def reproduce(
     progress.show(force=True)
     threads = _threads(jobs)
     runner = _ray_runner(ray_address, threads) if ray_address else _local_runner(threads, jobs)
-    failed = _schedule(table, root, todo, jobs, runner, progress, poll)
-    progress.show(force=True)
+    failed = _schedule(table, root, todo, jobs, runner, progress, poll)  # its last line: the final counts
     return {"done": progress.done, "failed": failed, "out": str(root)}
 
 

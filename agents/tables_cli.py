@@ -44,6 +44,7 @@ def add_table_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--format", default="md,csv,tex,png", help="comma-separated: md,csv,tex,png (default all)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--out", metavar="FOLDER", help="where the report goes (default DIR/report)")
 
 
 def _sigterm_as_interrupt() -> Any:
@@ -88,5 +89,5 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rlreg.agents.report import report
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    report(args.dir, formats=formats, reps=args.reps)
+    report(args.dir, formats=formats, reps=args.reps, to=args.out)
     return 0

@@ -173,7 +173,7 @@ def test_smoke_spec_runs_is_killed_and_resumes_then_reports(tmp_path: Path) -> N
     assert {"report.md", "cells.csv", "aggregates.csv", "table.tex", "curves.png"} <= files
     assert (out / "report" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "| CartPole-v1 | ppo0 | 2/2 |" in (out / "report" / "report.md").read_text()
-    assert "not on one scale" in rep.stdout  # raw returns: no aggregate across tasks
+    assert "Aggregates over 1 tasks" in rep.stdout and "ppo > ppo0" in rep.stdout  # one task: one scale
 
 
 def test_other_spec_in_the_same_folder_is_refused(tmp_path: Path) -> None:
@@ -276,6 +276,13 @@ def test_report_refuses_runs_of_one_task_on_different_data(tmp_path: Path) -> No
     cfg.write_text(json.dumps(d))
     with pytest.raises(RlregError, match="used different data"):
         report_mod.report(out, echo=False)
+
+
+def test_raw_returns_of_several_tasks_get_no_aggregate(tmp_path: Path) -> None:
+    out = fake_table(tmp_path, {(a, t): [1.0, 2.0] for a in "ab" for t in ("t1", "t2")}, normalizer="none")
+    result = report_mod.report(out, formats=["md"], echo=False)
+    assert "not on one scale" in result["aggregates"]["why"]
+    assert "not on one scale" in (out / "report" / "report.md").read_text()
 
 
 def test_report_bad_input(tmp_path: Path) -> None:
