@@ -187,9 +187,8 @@ def _provenance_line(data: dict[str, Any]) -> str:
     if not provs:
         return "no finished runs"
     norms = sorted({str(p["normalizer"]) for p in provs.values()})
-    return (
-        "; ".join(sorted({str(p["source"]) for p in provs.values()})) + f" (normalizer: {', '.join(norms)})"
-    )
+    sources = sorted({str(p["source"] or f"environment {p['env_id']}") for p in provs.values()})
+    return "; ".join(sources) + f" (normalizer: {', '.join(norms)})"
 
 
 def _aggregate_markdown(agg: dict[str, Any]) -> str:
