@@ -59,6 +59,7 @@ def _run_provenance(folder: Path) -> dict[str, Any]:
     cfg = json.loads((folder / "config.json").read_text())
     info = cfg.get("dataset_info") or {}
     return {
+        "name": info.get("name") or info.get("env_id"),
         "source": info.get("source"),
         "normalizer": info.get("normalizer"),
         "env_id": info.get("env_id"),
@@ -103,9 +104,10 @@ def collect(table: TableSpec, out: Path) -> dict[str, Any]:
 
 
 def _check_same(provs: dict[str, dict[str, Any]], c: Cell, prov: dict[str, Any], folder: Path) -> None:
-    """All runs of one task used the same data (source, normalizer, dataset digest)."""
+    """All runs of one task used the same data (its name, normalizer and content digest; not its
+    path, which differs between machines)."""
     seen = provs.setdefault(c.task, prov)
-    keys = ("source", "normalizer", "digest")
+    keys = ("name", "normalizer", "digest")
     if any(seen[k] != prov[k] for k in keys):
         diff = ", ".join(f"{k}: {seen[k]} vs {prov[k]}" for k in keys if seen[k] != prov[k])
         raise RlregError(
@@ -187,8 +189,15 @@ def _provenance_line(data: dict[str, Any]) -> str:
     if not provs:
         return "no finished runs"
     norms = sorted({str(p["normalizer"]) for p in provs.values()})
-    sources = sorted({str(p["source"] or f"environment {p['env_id']}") for p in provs.values()})
+    sources = sorted({_describe(p) for p in provs.values()})
     return "; ".join(sources) + f" (normalizer: {', '.join(norms)})"
+
+
+def _describe(p: dict[str, Any]) -> str:
+    """``name (digest …)`` of a dataset, ``environment ID`` of an env."""
+    if p.get("digest"):
+        return f"{p['name']} (data digest {str(p['digest'])[:12]})"
+    return str(p["source"] or f"environment {p['env_id']}")
 
 
 def _aggregate_markdown(agg: dict[str, Any]) -> str:
