@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,10 @@ import pytest
 import torch
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# The suite's runs register in a folder of their own: rlreg runs training elsewhere on the machine
+# must not change the suite's thread counts (torch is imported here before rlreg could make the
+# numerics thread-independent, so a run and its resumed copy must see the same count to be exact).
+os.environ["RLREG_JOBS_DIR"] = tempfile.mkdtemp(prefix="rlreg-test-jobs-")
 
 
 @pytest.fixture(scope="session", autouse=True)
