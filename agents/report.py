@@ -136,6 +136,8 @@ def _cell_rows(table: TableSpec, data: dict[str, Any]) -> list[dict[str, Any]]:
                 row.update({key: m, f"{key}_std": sd, f"{key}_lo": lo, f"{key}_hi": hi})
             pubs = [p for p in table.published if p["agent"] == agent and p["task"] == task]
             row["published"] = pubs
+            prov = data["provenance"].get(task)
+            row["provenance"] = f"{_describe(prov)}, normalizer {prov['normalizer']}" if prov else ""
             rows.append(row)
     return rows
 
@@ -144,14 +146,19 @@ def _sources(table: TableSpec) -> dict[str, int]:
     """Footnote number of each published source, in order of appearance."""
     out: dict[str, int] = {}
     for p in table.published:
-        out.setdefault(f"{p['source']}; data: {p['provenance']}", len(out) + 1)
+        out.setdefault(_source_key(p), len(out) + 1)
     return out
+
+
+def _source_key(p: dict[str, Any]) -> str:
+    note = f" ({p['note']})" if p.get("note") else ""
+    return f"{p['source']}; data: {p['provenance']}{note}"
 
 
 def _published_text(pubs: list[dict[str, Any]], notes: dict[str, int]) -> str:
     parts = []
     for p in pubs:
-        n = notes[f"{p['source']}; data: {p['provenance']}"]
+        n = notes[_source_key(p)]
         parts.append(f"{_fmt(float(p['mean']), float(p.get('std', math.nan)))} [{n}]")
     return ", ".join(parts) or "—"
 
@@ -196,7 +203,7 @@ def _provenance_line(data: dict[str, Any]) -> str:
 def _describe(p: dict[str, Any]) -> str:
     """``name (digest …)`` of a dataset, ``environment ID`` of an env."""
     if p.get("digest"):
-        return f"{p['name']} (data digest {str(p['digest'])[:12]})"
+        return f"{p['name']} ({p['env_id']}; data digest {str(p['digest'])[:12]})"
     return str(p["source"] or f"environment {p['env_id']}")
 
 
@@ -274,7 +281,7 @@ def _cells_csv(rows: list[dict[str, Any]]) -> str:
         flat.append({**r, "published": pub})
     cols = ["task", "agent", "seeds", "of"]
     cols += [f"{k}{s}" for k in ("last", "best", "headline") for s in ("", "_std", "_lo", "_hi")]
-    return _csv_text(flat, [*cols, "published"])
+    return _csv_text(flat, [*cols, "provenance", "published"])
 
 
 def _aggregates_csv(agg: dict[str, Any]) -> str:
