@@ -34,6 +34,7 @@ def test_wheel_installs_no_top_level_agents_or_envs(tmp_path):
     assert tops == {"rlreg"}, tops
     assert "rlreg/agents/cli.py" in names and "rlreg/envs/minatar/base.py" in names
     assert any(n.startswith("rlreg/agents/recipes/") and n.endswith(".yaml") for n in names)
+    assert "rlreg/agents/specs/offline-locomotion.yaml" in names  # the shipped table specs
     assert any(n.startswith("rlreg/envs/policies/") and n.endswith(".pt") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "rlreg = rlreg.agents.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
