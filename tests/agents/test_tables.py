@@ -301,3 +301,28 @@ def test_unfinished_runs_are_left_out_and_counted(tmp_path: Path) -> None:
     row = result["cells"][0]
     assert row["seeds"] == 2 and row["last"] == pytest.approx(1.5)
     assert os.path.exists(out / "report" / "report.md")
+
+
+def test_progress_line_and_eta_from_measured_throughput(tmp_path: Path, monkeypatch) -> None:
+    import io
+
+    from rlreg.agents import tables
+
+    table = load_spec(write(tmp_path, TINY))
+    todo = table.cells()[:2]
+    for c in todo:
+        c.folder(tmp_path).mkdir(parents=True)
+        (c.folder(tmp_path) / "metrics.csv").write_text("step,time\n512,1.0\n")
+    import itertools
+
+    clock = itertools.chain([100.0], itertools.repeat(110.0))
+    monkeypatch.setattr(tables.time, "monotonic", lambda: next(clock))
+    stream = io.StringIO()
+    p = tables.Progress(table, tmp_path, todo, done=2, stream=stream)  # started at t = 100
+    for c in todo:  # 10 s later each has trained 512 more steps: 1024 steps in 10 s
+        (c.folder(tmp_path) / "metrics.csv").write_text("step,time\n512,1.0\n1024,2.0\n")
+    p.running = 2
+    # left: 2 cells × (2048 − 1024) steps = 2048 steps at 102.4 steps/s = 20 s
+    assert p.line() == "[tiny] cells 2 done, 2 running, 0 left; ETA 20 s"
+    p.show()
+    assert stream.getvalue().count("\n") == 1
