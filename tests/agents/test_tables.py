@@ -326,3 +326,18 @@ def test_progress_line_and_eta_from_measured_throughput(tmp_path: Path, monkeypa
     assert p.line() == "[tiny] cells 2 done, 2 running, 0 left; ETA 20 s"
     p.show()
     assert stream.getvalue().count("\n") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["ppo-siren-smoke", "minatar-dqn-smoke", "dmc-beer-smoke", "offline-locomotion-smoke"]
+)
+def test_shipped_smoke_specs_run_and_report(tmp_path: Path, name: str) -> None:
+    """Each shipped -smoke table trains end to end with two jobs and reports (minutes each)."""
+    out = tmp_path / name
+    result = reproduce(name, out=out, jobs=2)
+    table = load_spec(name)
+    assert result["failed"] == [] and len(_done_cells(table, out)) == len(table.cells())
+    rep = report_mod.report(out, reps=200, echo=False)
+    assert all(r["seeds"] == len(table.seeds) for r in rep["cells"])
+    assert (out / "report" / "curves.png").read_bytes()[:4] == b"\x89PNG"
