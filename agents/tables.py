@@ -475,6 +475,10 @@ def _command(table: TableSpec, cell: Cell, out: Path) -> list[str]:
     if (folder / "checkpoint.pt").exists():
         return [*rlreg, "--resume", str(folder), "--steps", str(table.steps), "--no-progress"]
     if folder.exists():  # a run that died before its first checkpoint: start it again
+        from rlreg.locking import FolderLock
+
+        with FolderLock(folder, "run folder"):  # unless someone is writing it
+            pass
         shutil.rmtree(folder)
     a = table.agents[cell.agent]
     cmd = [*rlreg, a["recipe"], "--env" if table.online else "--dataset", cell.task, "--seed", str(cell.seed)]
@@ -561,16 +565,20 @@ def reproduce(
     _check_out(table, root)
     if dry_run:
         return _dry_run(table, root, jobs, probe_steps)
+    from rlreg.locking import FolderLock
+
     root.mkdir(parents=True, exist_ok=True)
-    (root / "spec.yaml").write_text(table.to_yaml())
-    (root / "logs").mkdir(exist_ok=True)
-    states = {c: cell_state(table, c, root) for c in table.cells()}
-    todo = [c for c, s in states.items() if s != "done"]
-    progress = Progress(table, root, todo, done=len(states) - len(todo))
-    progress.show(force=True)
-    threads = _threads(jobs)
-    runner = _ray_runner(ray_address, threads) if ray_address else _local_runner(threads, jobs)
-    failed = _schedule(table, root, todo, jobs, runner, progress, poll)  # its last line: the final counts
+    fix = "wait for the other `rlreg reproduce` of this table to finish, or stop it (its runs resume)"
+    with FolderLock(root, "table folder", fix):  # one writer per table
+        (root / "spec.yaml").write_text(table.to_yaml())
+        (root / "logs").mkdir(exist_ok=True)
+        states = {c: cell_state(table, c, root) for c in table.cells()}
+        todo = [c for c, s in states.items() if s != "done"]
+        progress = Progress(table, root, todo, done=len(states) - len(todo))
+        progress.show(force=True)
+        threads = _threads(jobs)
+        runner = _ray_runner(ray_address, threads) if ray_address else _local_runner(threads, jobs)
+        failed = _schedule(table, root, todo, jobs, runner, progress, poll)  # its last line: final counts
     return {"done": progress.done, "failed": failed, "out": str(root)}
 
 

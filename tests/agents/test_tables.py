@@ -185,6 +185,15 @@ def test_other_spec_in_the_same_folder_is_refused(tmp_path: Path) -> None:
         reproduce(write(tmp_path, other, "other.yaml"), out=out)
 
 
+def test_a_second_writer_of_a_table_is_refused(tmp_path: Path) -> None:
+    from rlreg.locking import FolderLock
+
+    out = tmp_path / "t"
+    out.mkdir()
+    with FolderLock(out, "table folder"), pytest.raises(RlregError, match="in use by another rlreg process"):
+        reproduce(write(tmp_path, TINY), out=out)
+
+
 def test_ray_runs_a_smoke_spec_on_a_local_instance(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
     text = TINY.replace("seeds: [0, 1]", "seeds: [0]").replace("steps: 2048", "steps: 1024")
