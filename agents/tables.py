@@ -502,25 +502,48 @@ def _steps_done(folder: Path) -> int:
 
 
 class Progress:
-    """One progress line: cells done / running / left, failures, and an ETA from the steps trained
-    per second so far in this invocation (all running cells together)."""
+    """One progress line: cells done / running / left, failures, and an ETA.
+
+    The ETA is measured, per agent: each agent's steps per second is the steps its cells trained
+    in this invocation over the time they ran (so it includes the slowdown of sharing the machine),
+    every unfinished cell's remaining steps are costed at its agent's rate (an agent not seen yet
+    at the mean rate), and the sum is shared among ``jobs``."""
 
     def __init__(
-        self, table: TableSpec, out: Path, todo: Sequence[Cell], done: int, stream: Any = None
+        self, table: TableSpec, out: Path, todo: Sequence[Cell], done: int, stream: Any = None, jobs: int = 1
     ) -> None:
-        self.table, self.out, self.todo = table, out, list(todo)
+        self.table, self.out, self.todo, self.jobs = table, out, list(todo), max(1, jobs)
         self.done, self.failed, self.running = done, 0, 0
         self.total = len(table.cells())
-        self.start = time.monotonic()
         self.base = {c: _steps_done(c.folder(out)) for c in self.todo}
+        self.began: dict[Cell, float] = {}  # running cells: when they started
+        self.ran: dict[Cell, float] = {}  # finished cells: how long they ran
         self.stream = stream or sys.stdout
         self._last: tuple[int, int, int] | None = None
 
+    def started(self, cell: Cell) -> None:
+        self.began[cell] = time.monotonic()
+
+    def finished(self, cell: Cell) -> None:
+        self.ran[cell] = time.monotonic() - self.began.pop(cell, time.monotonic())
+
     def eta(self) -> float | None:
-        trained = sum(max(0, _steps_done(c.folder(self.out)) - b) for c, b in self.base.items())
-        left = sum(max(0, self.table.steps - max(_steps_done(c.folder(self.out)), 0)) for c in self.todo)
-        elapsed = time.monotonic() - self.start
-        return left * elapsed / trained if trained > 0 and elapsed > 0 else None
+        now = time.monotonic()
+        seconds = {**self.ran, **{c: now - t for c, t in self.began.items()}}
+        steps = {c: max(0, _steps_done(c.folder(self.out)) - self.base[c]) for c in seconds}
+        rate: dict[str, float] = {}
+        for agent in self.table.agents:
+            mine = [c for c in seconds if c.agent == agent]
+            t = sum(seconds[c] for c in mine)
+            if t > 0 and sum(steps[c] for c in mine) > 0:
+                rate[agent] = sum(steps[c] for c in mine) / t
+        if not rate:
+            return None
+        mean = sum(rate.values()) / len(rate)
+        left = [
+            (c, self.table.steps - _steps_done(c.folder(self.out))) for c in self.todo if c not in self.ran
+        ]
+        return sum(max(0, n) / rate.get(c.agent, mean) for c, n in left) / self.jobs
 
     def line(self) -> str:
         left = self.total - self.done - self.running - self.failed
@@ -574,7 +597,7 @@ def reproduce(
         (root / "logs").mkdir(exist_ok=True)
         states = {c: cell_state(table, c, root) for c in table.cells()}
         todo = [c for c, s in states.items() if s != "done"]
-        progress = Progress(table, root, todo, done=len(states) - len(todo))
+        progress = Progress(table, root, todo, done=len(states) - len(todo), jobs=jobs)
         progress.show(force=True)
         threads = _threads(jobs)
         runner = _ray_runner(ray_address, threads) if ray_address else _local_runner(threads, jobs)
@@ -675,11 +698,13 @@ def _schedule(
                 cell = pending.pop(0)
                 log = root / "logs" / f"{_safe(cell.task)}-{cell.agent}-s{cell.seed}.log"
                 running[cell] = runner["start"](_command(table, cell, root), log)
+                progress.started(cell)
             for cell, job in list(running.items()):
                 rc = runner["result"](job)
                 if rc is None:
                     continue
                 del running[cell]
+                progress.finished(cell)
                 if rc == 0 and cell_state(table, cell, root) == "done":
                     progress.done += 1
                 else:

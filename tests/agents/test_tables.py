@@ -327,14 +327,20 @@ def test_progress_line_and_eta_from_measured_throughput(tmp_path: Path, monkeypa
     clock = itertools.chain([100.0], itertools.repeat(110.0))
     monkeypatch.setattr(tables.time, "monotonic", lambda: next(clock))
     stream = io.StringIO()
-    p = tables.Progress(table, tmp_path, todo, done=2, stream=stream)  # started at t = 100
+    p = tables.Progress(table, tmp_path, todo, done=2, stream=stream, jobs=2)
+    for c in todo:
+        p.started(c)  # at t = 100
     for c in todo:  # 10 s later each has trained 512 more steps: 1024 steps in 10 s
         (c.folder(tmp_path) / "metrics.csv").write_text("step,time\n512,1.0\n1024,2.0\n")
     p.running = 2
-    # left: 2 cells × (2048 − 1024) steps = 2048 steps at 102.4 steps/s = 20 s
+    # each agent's cell ran 512 steps in 10 s: 1024 steps left at 51.2 steps/s = 20 s each, two jobs
+    # share the 40 cell-seconds: 20 s
     assert p.line() == "[tiny] cells 2 done, 2 running, 0 left; ETA 20 s"
     p.show()
     assert stream.getvalue().count("\n") == 1
+    # a slower agent is costed at its own rate: ppo0 trained 256 in 10 s (25.6/s) and has 1280 left
+    (todo[1].folder(tmp_path) / "metrics.csv").write_text("step,time\n512,1.0\n768,2.0\n")
+    assert p.eta() == pytest.approx((1024 / 51.2 + 1280 / 25.6) / 2)
 
 
 @pytest.mark.slow
