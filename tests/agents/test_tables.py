@@ -324,7 +324,7 @@ def test_progress_line_and_eta_from_measured_throughput(tmp_path: Path, monkeypa
         (c.folder(tmp_path) / "metrics.csv").write_text("step,time\n512,1.0\n")
     import itertools
 
-    clock = itertools.chain([100.0], itertools.repeat(110.0))
+    clock = itertools.chain([100.0, 100.0], itertools.repeat(110.0))  # two starts, then later
     monkeypatch.setattr(tables.time, "monotonic", lambda: next(clock))
     stream = io.StringIO()
     p = tables.Progress(table, tmp_path, todo, done=2, stream=stream, jobs=2)
