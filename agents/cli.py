@@ -37,7 +37,8 @@ _SPEC_HELP = (
 def build_parser() -> argparse.ArgumentParser:
     """The ``rlreg`` argument parser: train, evaluate, datasets, agents and the policy commands."""
     p = argparse.ArgumentParser(
-        prog="rlreg", description="Policy and value regularizers for RL: train, evaluate, and make datasets."
+        prog="rlreg",
+        description="Policy and value regularizers for RL: train, evaluate, make datasets, reproduce tables.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
