@@ -487,27 +487,36 @@ def _command(table: TableSpec, cell: Cell, out: Path) -> list[str]:
     return [*cmd, "--out", str(folder), "--no-progress"]
 
 
-def _steps_done(folder: Path) -> int:
-    """The last logged step of a run (metrics.csv), 0 when none."""
+def _logged(folder: Path) -> tuple[int, float]:
+    """A run's last metrics row: (step, seconds it has trained, evaluations and resumes included:
+    the loop's cumulative ``time``); (0, 0.0) when it has none."""
     path = folder / "metrics.csv"
     if not path.exists():
-        return 0
+        return 0, 0.0
     with path.open("rb") as f:
         f.seek(max(0, path.stat().st_size - 4096))
         tail = f.read().decode(errors="replace").strip().splitlines()
     try:
-        return int(tail[-1].split(",")[0])
+        step, seconds = tail[-1].split(",")[:2]
+        return int(step), float(seconds)
     except (ValueError, IndexError):
-        return 0
+        return 0, 0.0
+
+
+def _steps_done(folder: Path) -> int:
+    """The last logged step of a run (metrics.csv), 0 when none."""
+    return _logged(folder)[0]
 
 
 class Progress:
     """One progress line: cells done / running / left, failures, and an ETA.
 
-    The ETA is measured, per agent: each agent's steps per second is the steps its cells trained
-    in this invocation over the time they ran (so it includes the slowdown of sharing the machine),
-    every unfinished cell's remaining steps are costed at its agent's rate (an agent not seen yet
-    at the mean rate), and the sum is shared among ``jobs``."""
+    The ETA is measured, per agent, from the runs' own logs: an agent's rate is the steps over the
+    training time (the loop's cumulative ``time``, evaluations included) of its cells run by this
+    invocation, so it includes the slowdown of sharing the machine; before any of them has logged a
+    row, its cells from earlier invocations of the table stand in (so a resumed table has an ETA at
+    once), and an agent never seen at all is costed at the mean rate. Every unfinished cell's
+    remaining steps are costed at its agent's rate and the sum is shared among ``jobs``."""
 
     def __init__(
         self, table: TableSpec, out: Path, todo: Sequence[Cell], done: int, stream: Any = None, jobs: int = 1
@@ -515,34 +524,35 @@ class Progress:
         self.table, self.out, self.todo, self.jobs = table, out, list(todo), max(1, jobs)
         self.done, self.failed, self.running = done, 0, 0
         self.total = len(table.cells())
-        self.base = {c: _steps_done(c.folder(out)) for c in self.todo}
-        self.began: dict[Cell, float] = {}  # running cells: when they started
-        self.ran: dict[Cell, float] = {}  # finished cells: how long they ran
+        self.touched: set[Cell] = set()  # cells this invocation started
+        self.finished_cells: set[Cell] = set()
         self.stream = stream or sys.stdout
         self._last: tuple[int, int, int] | None = None
 
     def started(self, cell: Cell) -> None:
-        self.began[cell] = time.monotonic()
+        self.touched.add(cell)
 
     def finished(self, cell: Cell) -> None:
-        self.ran[cell] = time.monotonic() - self.began.pop(cell, time.monotonic())
+        self.finished_cells.add(cell)
 
-    def eta(self) -> float | None:
-        now = time.monotonic()
-        seconds = {**self.ran, **{c: now - t for c, t in self.began.items()}}
-        steps = {c: max(0, _steps_done(c.folder(self.out)) - self.base[c]) for c in seconds}
+    def _rates(self, logged: dict[Cell, tuple[int, float]]) -> dict[str, float]:
         rate: dict[str, float] = {}
         for agent in self.table.agents:
-            mine = [c for c in seconds if c.agent == agent]
-            t = sum(seconds[c] for c in mine)
-            if t > 0 and sum(steps[c] for c in mine) > 0:
-                rate[agent] = sum(steps[c] for c in mine) / t
+            mine = [c for c in logged if c.agent == agent and logged[c][1] > 0]
+            now = [c for c in mine if c in self.touched]
+            use = now or mine
+            seconds = sum(logged[c][1] for c in use)
+            if seconds > 0 and sum(logged[c][0] for c in use) > 0:
+                rate[agent] = sum(logged[c][0] for c in use) / seconds
+        return rate
+
+    def eta(self) -> float | None:
+        logged = {c: _logged(c.folder(self.out)) for c in self.table.cells()}
+        rate = self._rates(logged)
         if not rate:
             return None
         mean = sum(rate.values()) / len(rate)
-        left = [
-            (c, self.table.steps - _steps_done(c.folder(self.out))) for c in self.todo if c not in self.ran
-        ]
+        left = [(c, self.table.steps - logged[c][0]) for c in self.todo if c not in self.finished_cells]
         return sum(max(0, n) / rate.get(c.agent, mean) for c, n in left) / self.jobs
 
     def line(self) -> str:

@@ -312,35 +312,41 @@ def test_unfinished_runs_are_left_out_and_counted(tmp_path: Path) -> None:
     assert os.path.exists(out / "report" / "report.md")
 
 
-def test_progress_line_and_eta_from_measured_throughput(tmp_path: Path, monkeypatch) -> None:
+def test_progress_line_and_eta_from_measured_throughput(tmp_path: Path) -> None:
     import io
 
     from rlreg.agents import tables
 
     table = load_spec(write(tmp_path, TINY))
-    todo = table.cells()[:2]
-    for c in todo:
-        c.folder(tmp_path).mkdir(parents=True)
-        (c.folder(tmp_path) / "metrics.csv").write_text("step,time\n512,1.0\n")
-    import itertools
+    cells = table.cells()
+    earlier, todo = cells[:2], cells[2:]
 
-    clock = itertools.chain([100.0, 100.0], itertools.repeat(110.0))  # two starts, then later
-    monkeypatch.setattr(tables.time, "monotonic", lambda: next(clock))
+    def log(cell, *rows: str) -> None:
+        cell.folder(tmp_path).mkdir(parents=True, exist_ok=True)
+        (cell.folder(tmp_path) / "metrics.csv").write_text("step,time,updates_per_s\n" + "".join(rows))
+
+    for c in earlier:  # finished by an earlier invocation: 2048 steps in 20 s (102.4 steps/s)
+        log(c, "1024,10.0,100\n", "2048,20.0,100\n")
     stream = io.StringIO()
     p = tables.Progress(table, tmp_path, todo, done=2, stream=stream, jobs=2)
+    # nothing has run in this invocation yet: the earlier cells' rates give an ETA at once
+    assert p.eta() == pytest.approx(2 * 2048 / 102.4 / 2)
     for c in todo:
-        p.started(c)  # at t = 100
-    for c in todo:  # 10 s later each has trained 512 more steps: 1024 steps in 10 s
-        (c.folder(tmp_path) / "metrics.csv").write_text("step,time\n512,1.0\n1024,2.0\n")
+        p.started(c)
+        log(c, "512,10.0,50\n", "1024,20.0,50\n")  # this invocation, sharing the machine: 51.2/s
     p.running = 2
-    # each agent's cell ran 512 steps in 10 s: 1024 steps left at 51.2 steps/s = 20 s each, two jobs
-    # share the 40 cell-seconds: 20 s
+    # 1024 steps left each at 51.2 steps/s = 20 s each; two jobs share the 40 cell-seconds: 20 s
     assert p.line() == "[tiny] cells 2 done, 2 running, 0 left; ETA 20 s"
     p.show()
     assert stream.getvalue().count("\n") == 1
-    # a slower agent is costed at its own rate: ppo0 trained 256 in 10 s (25.6/s) and has 1280 left
-    (todo[1].folder(tmp_path) / "metrics.csv").write_text("step,time\n512,1.0\n768,2.0\n")
+    # a slower agent is costed at its own rate: todo[1]'s agent trained 768 steps in 30 s (25.6/s)
+    log(todo[1], "512,20.0,25\n", "768,30.0,25\n")
     assert p.eta() == pytest.approx((1024 / 51.2 + 1280 / 25.6) / 2)
+    # a resumed run whose stale rows ran past its checkpoint is costed by its rate, not its start
+    log(todo[1], "1280,50.0,25\n")
+    assert p.eta() == pytest.approx((1024 / 51.2 + 768 / 25.6) / 2)
+    p.finished(todo[0])
+    assert p.eta() == pytest.approx(768 / 25.6 / 2)
 
 
 @pytest.mark.slow
