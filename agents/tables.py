@@ -37,7 +37,9 @@ stand in their own column.
 when the table has one task; a resolved copy of the spec in ``OUT/spec.yaml``); a finished cell
 (its last evaluation at ``steps``) is skipped, an interrupted one resumes from its checkpoint
 (``rlreg train --resume DIR --steps N``), a missing one starts. Cells run
-seed-major (every agent and task of seed 0 first, so a partial table is already a comparison) as
+seed-major (every agent and task of seed 0 first, so a partial table is already a comparison;
+within a seed the longest first, by the agents' measured rates, so the table does not end on one
+long run while the other jobs idle) as
 ``rlreg train`` processes, ``jobs`` at a time, each with ``cores // jobs`` torch threads
 (``RLREG_JOBS``; :mod:`rlreg.threads`), their output in ``OUT/logs/``; one progress line shows cells
 done / running / left and an ETA from the throughput measured so far. With ``ray_address`` each run
@@ -546,14 +548,26 @@ class Progress:
                 rate[agent] = sum(logged[c][0] for c in use) / seconds
         return rate
 
-    def eta(self) -> float | None:
+    def costs(self) -> dict[Cell, float] | None:
+        """Each unfinished cell's estimated seconds left (None before any rate is known)."""
         logged = {c: _logged(c.folder(self.out)) for c in self.table.cells()}
         rate = self._rates(logged)
         if not rate:
             return None
         mean = sum(rate.values()) / len(rate)
-        left = [(c, self.table.steps - logged[c][0]) for c in self.todo if c not in self.finished_cells]
-        return sum(max(0, n) / rate.get(c.agent, mean) for c, n in left) / self.jobs
+        left = [c for c in self.todo if c not in self.finished_cells]
+        return {c: max(0, self.table.steps - logged[c][0]) / rate.get(c.agent, mean) for c in left}
+
+    def eta(self) -> float | None:
+        costs = self.costs()
+        return None if costs is None else sum(costs.values()) / self.jobs
+
+    def order(self) -> list[Cell]:
+        """The cells to run: seed by seed (a partial table holds whole seeds), and within a seed the
+        longest first (by the measured rates), so that the table does not end on one long run while
+        the other jobs idle; the spec's order where nothing has been measured yet."""
+        costs = self.costs() or {}
+        return sorted(self.todo, key=lambda c: (c.seed, -costs.get(c, 0.0)))
 
     def line(self) -> str:
         left = self.total - self.done - self.running - self.failed
@@ -611,7 +625,8 @@ def reproduce(
         progress.show(force=True)
         threads = _threads(jobs)
         runner = _ray_runner(ray_address, threads) if ray_address else _local_runner(threads, jobs)
-        failed = _schedule(table, root, todo, jobs, runner, progress, poll)  # its last line: final counts
+        # its last line: the final counts
+        failed = _schedule(table, root, progress.order(), jobs, runner, progress, poll)
     return {"done": progress.done, "failed": failed, "out": str(root)}
 
 

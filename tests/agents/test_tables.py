@@ -362,3 +362,20 @@ def test_shipped_smoke_specs_run_and_report(tmp_path: Path, name: str) -> None:
     rep = report_mod.report(out, reps=200, echo=False)
     assert all(r["seeds"] == len(table.seeds) for r in rep["cells"])
     assert (out / "report" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cells_run_seed_by_seed_and_longest_first_within_a_seed(tmp_path: Path) -> None:
+    from rlreg.agents import tables
+
+    table = load_spec(write(tmp_path, TINY))
+    cells = table.cells()  # ppo s0, ppo0 s0, ppo s1, ppo0 s1
+    p = tables.Progress(table, tmp_path, cells, done=0)
+    assert p.order() == cells  # nothing measured: the spec's order
+    slow = cells[1]  # ppo0 trains 10x slower than ppo
+    for c, rows in ((cells[0], "1024,1.0\n"), (slow, "256,2.5\n")):
+        c.folder(tmp_path).mkdir(parents=True)
+        (c.folder(tmp_path) / "metrics.csv").write_text("step,time\n" + rows)
+    order = p.order()
+    assert [c.seed for c in order] == [0, 0, 1, 1]  # whole seeds first
+    assert order[:2] == [slow, cells[0]]  # seed 0: ppo0 has 1792 steps at 102.4/s left, ppo 1024 at 1024/s
+    assert order[2:] == [cells[3], cells[2]]  # seed 1: the slow agent first
