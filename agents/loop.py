@@ -10,6 +10,7 @@ Every run, offline or online, of every agent, is the same loop over a data sourc
             else:                 metrics += agent.handle(event)   # e.g. a DQN target copy
         step += n
         log / evaluate / snapshot / checkpoint when due
+        on SIGINT / SIGTERM: checkpoint at this step, raise KeyboardInterrupt   (StopRequest)
 
 It never branches on the agent's family or the source's kind. A metrics row holds ``step``,
 ``time``, ``updates_per_s`` (and ``env_steps_per_s`` where a step is an environment step), the
@@ -21,6 +22,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +47,49 @@ BAR_SECONDS = 1.0
 """The progress bar moves at most this often (and at the last step), whatever ``log_every`` is."""
 
 
+class StopRequest:
+    """SIGINT or SIGTERM while training (Ctrl-C, ``kill``, a scheduler's pre-emption, ``rlreg
+    reproduce`` stopping its runs): the loop finishes the step it is in, writes a checkpoint at that
+    step and raises :class:`KeyboardInterrupt`, so the run resumes exactly where it stopped rather
+    than at its last periodic checkpoint. A second signal more than a second after the first stops
+    at once (one Ctrl-C that reaches the run twice, from the terminal and from a parent, counts
+    once). Installed only in the main thread (``signal`` allows no other)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.at: float | None = None  # when the first signal came
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self.previous[s] = signal.signal(s, self.handle)
+        return self
+
+    def handle(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if self.at is None:
+            self.at = now
+            print(
+                f"rlreg: {signal.Signals(signum).name}: stopping after this step with a checkpoint "
+                "(interrupt again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif now - self.at > 1.0:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        self.previous.clear()
+
+    @property
+    def requested(self) -> bool:
+        return self.at is not None
+
+
 def due(every: int, prev: int, now: int) -> bool:
     """A multiple of ``every`` lies in (prev, now] (``now % every == 0`` for steps of 1)."""
     return bool(every) and now // every > prev // every
@@ -56,6 +103,7 @@ class TrainingLoop:
         self.tc, self.agent, self.source = run.train_cfg, run.agent, run.source
         self.evals: list[dict[str, float]] = []
         self.wall = 0.0
+        self.ckpt_step = 0  # the step of the last checkpoint written
         self.acc = MetricAccumulator()
         self.updates = 0
         self.steps_since_log = 0
@@ -207,7 +255,7 @@ class TrainingLoop:
         minutes = 60.0 * tc.checkpoint_minutes
         if due(tc.checkpoint_every, prev, step) or is_last or (minutes and now - self.t_ckpt >= minutes):
             self.checkpoint(step)
-            self.t_ckpt = time.perf_counter()
+            self.t_ckpt, self.ckpt_step = time.perf_counter(), step
         if self.callback is not None:
             self.callback(step, self.run)
 
@@ -224,11 +272,16 @@ class TrainingLoop:
         # CPU threads follow the rlreg jobs running on this machine (rlreg/threads.py)
         self.governor = ThreadGovernor(tc.threads) if self.run.device.type == "cpu" else None
         self.t_start = self.t_log = self.t_bar = self.t_ckpt = time.perf_counter()
-        step = start
+        step = self.ckpt_step = start
         try:
-            while step < tc.steps:
-                prev, step = step, self.iterate(step)
-                self.after_step(prev, step)
+            with StopRequest() as stop:
+                while step < tc.steps:
+                    prev, step = step, self.iterate(step)
+                    self.after_step(prev, step)
+                    if stop.requested and step < tc.steps:  # a signal: resumable from this very step
+                        if self.ckpt_step != step:
+                            self.checkpoint(step)
+                        raise KeyboardInterrupt
         finally:
             self._close()
         self.wall += time.perf_counter() - self.t_start

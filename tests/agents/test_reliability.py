@@ -243,6 +243,75 @@ def test_checkpoint_by_wall_clock_time(pendulum_medium, tmp_path, monkeypatch):
     assert csv_without_wall_clock(full / "metrics.csv") == csv_without_wall_clock(out / "metrics.csv")
 
 
+def signal_at(step_to_signal: int, signum: int):
+    def callback(step, run):
+        if step == step_to_signal:
+            os.kill(os.getpid(), signum)  # the handler runs before the loop goes on
+
+    return callback
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resume_is_exact(
+    pendulum_medium, tmp_path, capsys, signum
+):
+    """Ctrl-C or SIGTERM at step 37 (periodic checkpoints every 50): the run stops after step 37
+    with a checkpoint there, raises KeyboardInterrupt, leaves the handlers as they were, and its
+    resumed logs equal an uninterrupted run's."""
+    sets = {"train.checkpoint_every": "50", "train.log_every": "25", "train.checkpoint_minutes": "0"}
+    sets |= {"train.eval_every": "40", "train.eval_episodes": "1"}
+    full = tmp_path / "full"
+    train(tiny_cfg(pendulum_medium, 80, **sets), full, progress=False)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(pendulum_medium, 80, **sets), out, progress=False, callback=signal_at(37, signum))
+    assert "stopping after this step with a checkpoint" in capsys.readouterr().err
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert load_checkpoint(out / CHECKPOINT)["step"] == 37
+    assert not (out / "summary.json").exists()
+    resume(out, progress=False)
+    assert csv_without_wall_clock(full / "metrics.csv") == csv_without_wall_clock(out / "metrics.csv")
+    assert csv_without_wall_clock(full / "eval.csv") == csv_without_wall_clock(out / "eval.csv")
+
+
+def test_a_second_signal_stops_at_once_but_one_delivered_twice_counts_once(monkeypatch):
+    from rlreg.agents import loop
+
+    clock = iter([10.0, 10.5, 12.0])
+    monkeypatch.setattr(loop.time, "monotonic", lambda: next(clock))
+    with loop.StopRequest() as stop:
+        assert not stop.requested
+        stop.handle(signal.SIGINT, None)  # t = 10: stop after the step
+        assert stop.requested
+        stop.handle(signal.SIGINT, None)  # t = 10.5: the same Ctrl-C through a parent
+        with pytest.raises(KeyboardInterrupt):
+            stop.handle(signal.SIGINT, None)  # t = 12: the user insists
+
+
+def test_the_rlreg_command_stopped_by_sigterm_resumes_exactly(pendulum_medium, tmp_path):
+    """``kill PID`` of a training process: exit 130, a checkpoint at the step it stopped (not the last
+    periodic one), and ``--resume`` finishes the run."""
+    out = tmp_path / "run"
+    args = ["train", "td3bc", "--dataset", pendulum_medium, "--eval-episodes", "0", "--no-progress"]
+    args += ["--set", "train.steps=200000", "--set", "train.checkpoint_every=100000", "--out", str(out)]
+    args += ["--set", "train.log_every=100", "--set", "train.checkpoint_minutes=0"]
+    cmd = [sys.executable, "-m", "rlreg.agents.cli", *args]
+    job = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out / "metrics.csv").exists() or len((out / "metrics.csv").read_text().splitlines()) < 3:
+        assert time.time() - t0 < 120 and job.poll() is None, "the run never logged"
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 130, err
+    assert "SIGTERM: stopping after this step" in err and "--resume" in err
+    step = load_checkpoint(out / CHECKPOINT)["step"]
+    assert 200 <= step < 100000  # where it stopped: after the second log row, before any periodic one
+    assert main(["train", "--resume", str(out), "--steps", str(step + 50), "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == step + 50
+
+
 def test_progress_bar_moves_by_time_not_by_logging(pendulum_medium, tmp_path, capsys, monkeypatch):
     import rlreg.agents.loop as loop
 
